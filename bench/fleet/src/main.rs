@@ -1,0 +1,345 @@
+//! Fleet simulator (issue 5): N ADS clients in one process against our controlplane, serving a
+//! realistic snapshot from a watched directory. Measures, from the file write to the moment
+//! every client has received the change: p50/p99/max, the controlplane's CPU seconds and RSS,
+//! and the bytes each client was sent; then a push storm (50 writes in 1 s) for coalescing and
+//! for versions never going backwards.
+
+mod client;
+mod config;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use tonic::transport::{Channel, Endpoint};
+
+use client::{Event, Events, Kind, Mode};
+use config::Shape;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// The controlplane binary (build it with --release for figures worth quoting).
+    #[arg(long, default_value = "target/release/controlplane")]
+    controlplane: PathBuf,
+    /// Numbers of streams to measure, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    streams: Vec<usize>,
+    /// sotw, delta, or both.
+    #[arg(long, default_value = "both")]
+    mode: String,
+    #[arg(long, default_value_t = 1000)]
+    clusters: usize,
+    #[arg(long, default_value_t = 10)]
+    endpoints: usize,
+    #[arg(long, default_value_t = 1000)]
+    routes: usize,
+    /// Streams multiplexed on one HTTP/2 connection.
+    #[arg(long, default_value_t = 100)]
+    streams_per_connection: usize,
+    /// Give up waiting for convergence after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    deadline: u64,
+}
+
+struct Controlplane {
+    child: Child,
+    xds: String,
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Drop for Controlplane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Controlplane {
+    fn start(bin: &PathBuf, shape: &Shape) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        config::write(dir.path(), shape)?;
+        let mut child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("controlplane stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let xds = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("xds="))
+            .with_context(|| format!("controlplane did not print its address: {line:?}"))?
+            .to_string();
+        let path = dir.path().to_path_buf();
+        Ok(Controlplane {
+            child,
+            xds,
+            _dir: dir,
+            dir: path,
+        })
+    }
+
+    /// User + system CPU seconds and RSS in MB, from /proc.
+    fn usage(&self) -> (f64, f64) {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+            .sum();
+        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+        let pages: f64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0.0);
+        (ticks / 100.0, pages * 4096.0 / 1e6)
+    }
+}
+
+struct Fleet {
+    events: Vec<Events>,
+}
+
+impl Fleet {
+    /// Events since `t0` of each client.
+    fn since(&self, t0: Instant) -> Vec<Vec<Event>> {
+        self.events
+            .iter()
+            .map(|e| {
+                e.lock()
+                    .map(|v| v.iter().filter(|ev| ev.at >= t0).copied().collect())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Polls until `done` holds for every client's events since t0, or the deadline passes.
+    async fn wait(
+        &self,
+        t0: Instant,
+        deadline: Duration,
+        done: impl Fn(&[Event]) -> bool,
+    ) -> anyhow::Result<()> {
+        let end = Instant::now() + deadline;
+        loop {
+            let pending = self.since(t0).iter().filter(|ev| !done(ev)).count();
+            if pending == 0 {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                bail!(
+                    "{pending} of {} clients did not converge within {deadline:?}",
+                    self.events.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn percentiles(mut ms: Vec<f64>) -> (f64, f64, f64) {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| {
+        ms.get(((ms.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (at(0.5), at(0.99), at(1.0))
+}
+
+async fn connect(
+    xds: &str,
+    n: usize,
+    per_connection: usize,
+    mode: Mode,
+    clusters: usize,
+) -> anyhow::Result<Fleet> {
+    let mut channels: Vec<Channel> = Vec::new();
+    for _ in 0..n.div_ceil(per_connection) {
+        channels.push(
+            Endpoint::from_shared(format!("http://{xds}"))?
+                .connect()
+                .await?,
+        );
+    }
+    let mut events = Vec::with_capacity(n);
+    for id in 0..n {
+        let ev: Events = Arc::new(Mutex::new(Vec::new()));
+        events.push(ev.clone());
+        let channel = channels[id / per_connection].clone();
+        tokio::spawn(async move {
+            if let Err(e) = client::run(channel, mode, id, clusters, ev).await {
+                eprintln!("client {id}: {e}");
+            }
+        });
+    }
+    Ok(Fleet { events })
+}
+
+async fn run_one(args: &Args, n: usize, mode: Mode) -> anyhow::Result<()> {
+    let mut shape = Shape {
+        clusters: args.clusters,
+        endpoints: args.endpoints,
+        routes: args.routes,
+        svc0_port: 30000,
+    };
+    let cp = Controlplane::start(&args.controlplane, &shape)?;
+    let deadline = Duration::from_secs(args.deadline);
+    let t0 = Instant::now();
+    let fleet = connect(&cp.xds, n, args.streams_per_connection, mode, args.clusters).await?;
+    let synced = |ev: &[Event]| {
+        ev.iter().any(|e| e.kind == Kind::Rds)
+            && ev.iter().any(|e| e.kind == Kind::Eds(Some(30000)))
+    };
+    fleet.wait(t0, deadline, synced).await?;
+    let (cpu0, rss0) = cp.usage();
+    println!(
+        "{mode:?} x{n}: initial sync of {} clusters / {} endpoints / {} routes in {:.2} s, controlplane {:.1} CPU s, RSS {:.0} MB",
+        args.clusters,
+        args.clusters * args.endpoints,
+        args.routes,
+        t0.elapsed().as_secs_f64(),
+        cpu0,
+        rss0
+    );
+
+    // One endpoint changes.
+    shape.svc0_port += 1;
+    let port = shape.svc0_port;
+    let t0 = Instant::now();
+    config::write(&cp.dir, &shape)?;
+    fleet
+        .wait(t0, deadline, |ev| {
+            ev.iter().any(|e| e.kind == Kind::Eds(Some(port)))
+        })
+        .await?;
+    report(&fleet, &cp, t0, cpu0, "one endpoint changed", |e| {
+        e.kind == Kind::Eds(Some(port))
+    });
+
+    // One route added.
+    let (cpu1, _) = cp.usage();
+    shape.routes += 1;
+    let t0 = Instant::now();
+    config::write(&cp.dir, &shape)?;
+    fleet
+        .wait(t0, deadline, |ev| ev.iter().any(|e| e.kind == Kind::Rds))
+        .await?;
+    report(&fleet, &cp, t0, cpu1, "one route added", |e| {
+        e.kind == Kind::Rds
+    });
+
+    // A push storm: 50 writes in 1 s, each moving the endpoint's port up by one.
+    let (cpu2, _) = cp.usage();
+    let t0 = Instant::now();
+    for _ in 0..50 {
+        shape.svc0_port += 1;
+        config::write(&cp.dir, &shape)?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last = shape.svc0_port;
+    fleet
+        .wait(t0, deadline, |ev| {
+            ev.iter().any(|e| e.kind == Kind::Eds(Some(last)))
+        })
+        .await?;
+    let per_client = fleet.since(t0);
+    let pushes: Vec<usize> = per_client
+        .iter()
+        .map(|ev| {
+            ev.iter()
+                .filter(|e| matches!(e.kind, Kind::Eds(Some(_))))
+                .count()
+        })
+        .collect();
+    let backwards = per_client
+        .iter()
+        .filter(|ev| {
+            let ports: Vec<u32> = ev
+                .iter()
+                .filter_map(|e| {
+                    if let Kind::Eds(Some(p)) = e.kind {
+                        Some(p)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            ports.windows(2).any(|w| w[1] < w[0])
+        })
+        .count();
+    let (cpu3, rss3) = cp.usage();
+    println!(
+        "  storm of 50 writes in 1 s: converged in {:.2} s; EDS pushes per client mean {:.1} max {}; clients sent an older version: {backwards}; controlplane {:.2} CPU s, RSS {:.0} MB",
+        t0.elapsed().as_secs_f64(),
+        pushes.iter().sum::<usize>() as f64 / pushes.len().max(1) as f64,
+        pushes.iter().max().unwrap_or(&0),
+        cpu3 - cpu2,
+        rss3
+    );
+    if backwards > 0 {
+        bail!("{backwards} clients were sent a version older than one they had");
+    }
+    Ok(())
+}
+
+fn report(
+    fleet: &Fleet,
+    cp: &Controlplane,
+    t0: Instant,
+    cpu_before: f64,
+    what: &str,
+    hit: impl Fn(&Event) -> bool,
+) {
+    let per_client = fleet.since(t0);
+    let latencies: Vec<f64> = per_client
+        .iter()
+        .filter_map(|ev| {
+            ev.iter()
+                .find(|e| hit(e))
+                .map(|e| e.at.duration_since(t0).as_secs_f64() * 1e3)
+        })
+        .collect();
+    let bytes: Vec<usize> = per_client
+        .iter()
+        .map(|ev| ev.iter().map(|e| e.bytes).sum())
+        .collect();
+    let (p50, p99, max) = percentiles(latencies);
+    let (cpu, rss) = cp.usage();
+    println!(
+        "  {what}: every client had it: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms; bytes sent per client {:.0} (max {}); controlplane {:.2} CPU s, RSS {rss:.0} MB",
+        bytes.iter().sum::<usize>() as f64 / bytes.len().max(1) as f64,
+        bytes.iter().max().unwrap_or(&0),
+        cpu - cpu_before
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let modes = match args.mode.as_str() {
+        "sotw" => vec![Mode::Sotw],
+        "delta" => vec![Mode::Delta],
+        _ => vec![Mode::Sotw, Mode::Delta],
+    };
+    for &n in &args.streams {
+        for &mode in &modes {
+            run_one(&args, n, mode).await?;
+        }
+    }
+    Ok(())
+}
