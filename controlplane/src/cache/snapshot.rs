@@ -25,7 +25,11 @@ pub type ResourceMap = BTreeMap<String, Arc<EncodedResource>>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
     #[error("{type_url} resource {index}: {source}")]
-    Undecodable { type_url: String, index: usize, source: ResourceError },
+    Undecodable {
+        type_url: String,
+        index: usize,
+        source: ResourceError,
+    },
     #[error("duplicate {kind} name \"{name}\"")]
     Duplicate { kind: &'static str, name: String },
 }
@@ -49,12 +53,21 @@ impl Snapshot {
             })?;
             let map = by_type.entry(any.type_url.clone()).or_default();
             if map.contains_key(&name) {
-                return Err(SnapshotError::Duplicate { kind: xds_types::type_url::short_name(&any.type_url), name });
+                return Err(SnapshotError::Duplicate {
+                    kind: xds_types::type_url::short_name(&any.type_url),
+                    name,
+                });
             }
             let version = content_version(&any.value);
-            map.insert(name.clone(), Arc::new(EncodedResource { name, version, any }));
+            map.insert(
+                name.clone(),
+                Arc::new(EncodedResource { name, version, any }),
+            );
         }
-        Ok(Snapshot { version: version.into(), resources: by_type })
+        Ok(Snapshot {
+            version: version.into(),
+            resources: by_type,
+        })
     }
 
     /// The resources of one type (empty when the snapshot has none).

@@ -1,0 +1,156 @@
+//! Incremental (Delta) ADS: one stream's state machine, free of I/O so it can be tested alone.
+//!
+//! xDS protocol (incremental): subscriptions change by `resource_names_subscribe` /
+//! `_unsubscribe`; `*` is the wildcard, and a first LDS/CDS request that subscribes nothing is
+//! an implicit wildcard. Each resource carries its own version; a response carries only what
+//! changed and names what left in `removed_resources`. After a reconnect the client says what
+//! it has in `initial_resource_versions`, and only what differs is sent again.
+
+use std::collections::HashMap;
+
+use xds_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+};
+use xds_types::type_url;
+
+use super::Outcome;
+use super::stream::TypeSubscription;
+use crate::cache::Snapshot;
+
+#[derive(Debug, Default)]
+struct TypeState {
+    sub: TypeSubscription,
+    /// The last nonce sent for this type.
+    last_nonce: Option<String>,
+    started: bool,
+}
+
+/// One Delta stream's state across all types.
+#[derive(Debug, Default)]
+pub struct DeltaState {
+    types: HashMap<String, TypeState>,
+    nonce: u64,
+    version: String,
+}
+
+impl DeltaState {
+    /// Handles one request: applies its subscription changes, classifies it, and returns the
+    /// response it calls for now, if any.
+    pub fn on_request(
+        &mut self,
+        req: &DeltaDiscoveryRequest,
+        snapshot: Option<&Snapshot>,
+    ) -> (Outcome, Option<DeltaDiscoveryResponse>) {
+        let url = req.type_url.as_str();
+        let state = self.types.entry(url.to_string()).or_default();
+        let outcome = match (req.response_nonce.as_str(), &state.last_nonce) {
+            ("", _) => Outcome::Initial,
+            (n, Some(last)) if n == last => match &req.error_detail {
+                Some(status) => Outcome::Nack {
+                    version: self.version.clone(),
+                    nonce: n.to_string(),
+                    detail: status.message.clone(),
+                },
+                None => Outcome::Ack {
+                    version: self.version.clone(),
+                },
+            },
+            _ => Outcome::Stale,
+        };
+        let first = !state.started;
+        if first {
+            state.started = true;
+            // What the client already has, from a previous stream.
+            state.sub.sent = req.initial_resource_versions.clone();
+            if req.resource_names_subscribe.is_empty() && type_url::is_full_state(url) {
+                state.sub.wildcard = true;
+            }
+        }
+        let mut changed = false;
+        for name in &req.resource_names_subscribe {
+            changed |= if name == "*" {
+                !std::mem::replace(&mut state.sub.wildcard, true)
+            } else {
+                state.sub.names.insert(name.clone())
+            };
+        }
+        for name in &req.resource_names_unsubscribe {
+            if name == "*" {
+                changed |= std::mem::replace(&mut state.sub.wildcard, false);
+            } else {
+                changed |= state.sub.names.remove(name);
+                state.sub.sent.remove(name);
+            }
+        }
+        if !state.sub.wildcard {
+            let names = &state.sub.names;
+            state.sub.sent.retain(|n, _| names.contains(n));
+        }
+        // The first request of a wildcard type is always answered (the client waits for it);
+        // subscription changes are answered with what they add; ACKs and NACKs alone are not.
+        let response = match snapshot {
+            Some(s) if first || changed => self.respond(url, s, first),
+            _ => None,
+        };
+        (outcome, response)
+    }
+
+    /// The responses a new snapshot calls for, in ADS order.
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        let mut urls: Vec<String> = self.types.keys().cloned().collect();
+        urls.sort_by_key(|u| {
+            type_url::ALL
+                .iter()
+                .position(|a| a == u)
+                .unwrap_or(usize::MAX)
+        });
+        urls.iter()
+            .filter_map(|u| self.respond(u, snapshot, false))
+            .collect()
+    }
+
+    fn respond(
+        &mut self,
+        url: &str,
+        snapshot: &Snapshot,
+        first: bool,
+    ) -> Option<DeltaDiscoveryResponse> {
+        let state = self.types.get_mut(url)?;
+        let diff = state.sub.diff(snapshot.resources(url));
+        if diff.is_empty() && !(first && state.sub.wildcard) {
+            return None;
+        }
+        state.sub.mark_sent(&diff);
+        self.nonce += 1;
+        self.version = snapshot.version.clone();
+        let nonce = self.nonce.to_string();
+        state.last_nonce = Some(nonce.clone());
+        Some(DeltaDiscoveryResponse {
+            system_version_info: snapshot.version.clone(),
+            resources: diff
+                .changed
+                .iter()
+                .map(|r| Resource {
+                    name: r.name.clone(),
+                    version: r.version.clone(),
+                    resource: Some(r.any.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+            type_url: url.to_string(),
+            removed_resources: diff.removed,
+            nonce,
+            ..Default::default()
+        })
+    }
+
+    /// Names this stream subscribed to for a type, and whether it is a wildcard subscription.
+    pub fn subscription(&self, url: &str) -> Option<(bool, Vec<String>)> {
+        self.types
+            .get(url)
+            .map(|t| (t.sub.wildcard, t.sub.names.iter().cloned().collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

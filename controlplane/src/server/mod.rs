@@ -1,0 +1,297 @@
+//! The ADS server: `StreamAggregatedResources` (SotW) and `DeltaAggregatedResources` (Delta).
+//!
+//! One task per stream. It selects over the client's requests, the cache's generation (a
+//! snapshot changed somewhere) and shutdown, and feeds both to the stream's state machine
+//! ([`sotw::SotwState`] or [`delta::DeltaState`]), which says what to send. The state machines
+//! share their subscription bookkeeping ([`stream::TypeSubscription`]).
+//!
+//! Encoding: every resource was encoded once when its snapshot was built; a response clones
+//! those bytes into its `resources` (a memcpy, never a protobuf encode of the resource again).
+
+pub mod delta;
+pub mod sotw;
+pub mod stream;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+use xds_types::pb::envoy::config::core::v3::Node;
+use xds_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use xds_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use xds_types::type_url::short_name;
+
+use crate::cache::{Snapshot, SnapshotCache};
+use crate::status::{Nack, ProxyRegistry, StreamHandle, now};
+
+/// How a request relates to what the stream sent before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The first request of a type (no nonce).
+    Initial,
+    /// The client applied the response with this version.
+    Ack { version: String },
+    /// The client refused the response with this version and nonce, and says why.
+    Nack {
+        version: String,
+        nonce: String,
+        detail: String,
+    },
+    /// It answers a response older than the latest sent: ignored.
+    Stale,
+}
+
+/// The ADS service, shared by every stream.
+#[derive(Debug, Clone)]
+pub struct AdsServer {
+    cache: SnapshotCache,
+    proxies: ProxyRegistry,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl AdsServer {
+    /// A server over `cache`, recording each stream in `proxies`; every stream ends cleanly
+    /// when `shutdown` becomes true.
+    pub fn new(
+        cache: SnapshotCache,
+        proxies: ProxyRegistry,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        AdsServer {
+            cache,
+            proxies,
+            shutdown,
+        }
+    }
+
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
+        // Large snapshots (thousands of clusters) exceed tonic's 4 MB default.
+        AggregatedDiscoveryServiceServer::new(self).max_decoding_message_size(64 << 20)
+    }
+
+    fn start<P: Protocol>(
+        &self,
+        request: Request<Streaming<P::Req>>,
+    ) -> ReceiverStream<Result<P::Resp, Status>> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let (tx, rx) = mpsc::channel(8);
+        let handle = self.proxies.connect(P::KIND, peer);
+        let run = drive::<P>(
+            request.into_inner(),
+            tx,
+            self.cache.clone(),
+            handle,
+            self.shutdown.clone(),
+        );
+        tokio::spawn(run);
+        ReceiverStream::new(rx)
+    }
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsServer {
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.start::<sotw::SotwState>(request)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.start::<delta::DeltaState>(request)))
+    }
+}
+
+/// What the stream driver needs of a protocol's state machine.
+trait Protocol: Default + Send + 'static {
+    type Req: Send + 'static;
+    type Resp: Send + 'static;
+    const KIND: &'static str;
+    fn node(req: &Self::Req) -> Option<&Node>;
+    fn type_url(req: &Self::Req) -> &str;
+    fn on_request(
+        &mut self,
+        req: &Self::Req,
+        snapshot: Option<&Snapshot>,
+    ) -> (Outcome, Option<Self::Resp>);
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Resp>;
+    /// Type URL, version and nonce of a response.
+    fn sent(resp: &Self::Resp) -> (&str, &str, &str);
+    fn subscription(&self, url: &str) -> Option<(bool, Vec<String>)>;
+}
+
+impl Protocol for sotw::SotwState {
+    type Req = DiscoveryRequest;
+    type Resp = DiscoveryResponse;
+    const KIND: &'static str = "sotw";
+    fn node(req: &Self::Req) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn type_url(req: &Self::Req) -> &str {
+        &req.type_url
+    }
+    fn on_request(
+        &mut self,
+        req: &Self::Req,
+        snapshot: Option<&Snapshot>,
+    ) -> (Outcome, Option<Self::Resp>) {
+        sotw::SotwState::on_request(self, req, snapshot)
+    }
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Resp> {
+        sotw::SotwState::on_snapshot(self, snapshot)
+    }
+    fn sent(resp: &Self::Resp) -> (&str, &str, &str) {
+        (&resp.type_url, &resp.version_info, &resp.nonce)
+    }
+    fn subscription(&self, url: &str) -> Option<(bool, Vec<String>)> {
+        sotw::SotwState::subscription(self, url)
+    }
+}
+
+impl Protocol for delta::DeltaState {
+    type Req = DeltaDiscoveryRequest;
+    type Resp = DeltaDiscoveryResponse;
+    const KIND: &'static str = "delta";
+    fn node(req: &Self::Req) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn type_url(req: &Self::Req) -> &str {
+        &req.type_url
+    }
+    fn on_request(
+        &mut self,
+        req: &Self::Req,
+        snapshot: Option<&Snapshot>,
+    ) -> (Outcome, Option<Self::Resp>) {
+        delta::DeltaState::on_request(self, req, snapshot)
+    }
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Resp> {
+        delta::DeltaState::on_snapshot(self, snapshot)
+    }
+    fn sent(resp: &Self::Resp) -> (&str, &str, &str) {
+        (&resp.type_url, &resp.system_version_info, &resp.nonce)
+    }
+    fn subscription(&self, url: &str) -> Option<(bool, Vec<String>)> {
+        delta::DeltaState::subscription(self, url)
+    }
+}
+
+/// One stream, from its first request to its end.
+async fn drive<P: Protocol>(
+    mut requests: Streaming<P::Req>,
+    tx: mpsc::Sender<Result<P::Resp, Status>>,
+    cache: SnapshotCache,
+    handle: StreamHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut generation = cache.subscribe();
+    let mut state = P::default();
+    let mut node: Option<Node> = None;
+    let mut snapshot: Option<Arc<Snapshot>> = None;
+    let resolve = |node: &Node, handle: &StreamHandle| {
+        let found = cache.snapshot_for(node);
+        let group = found.as_ref().map(|(g, _)| g.clone());
+        handle.update(|s| s.group = group);
+        found.map(|(_, s)| s)
+    };
+    loop {
+        tokio::select! {
+            message = requests.message() => {
+                let req = match message {
+                    Ok(Some(req)) => req,
+                    Ok(None) => break,
+                    Err(e) => { debug!(error = %e, "xDS stream ended"); break }
+                };
+                if node.is_none() {
+                    let Some(n) = P::node(&req).cloned() else {
+                        let _ = tx.send(Err(Status::invalid_argument("the first request must carry the node"))).await;
+                        break;
+                    };
+                    info!(node = %n.id, cluster = %n.cluster, stream = P::KIND, "proxy connected");
+                    handle.update(|s| { s.node_id = n.id.clone(); s.node_cluster = n.cluster.clone(); });
+                    generation.mark_unchanged();
+                    snapshot = resolve(&n, &handle);
+                    if snapshot.is_none() {
+                        warn!(node = %n.id, "no node group matches this node: it is served nothing");
+                    }
+                    node = Some(n);
+                }
+                let url = P::type_url(&req).to_string();
+                let (outcome, response) = state.on_request(&req, snapshot.as_deref());
+                record(&handle, node.as_ref(), &url, &outcome, state.subscription(&url));
+                if let Some(r) = response {
+                    if !send::<P>(&tx, &handle, r).await { break }
+                }
+            }
+            changed = generation.changed() => {
+                if changed.is_err() { break }
+                let Some(n) = &node else { continue };
+                snapshot = resolve(n, &handle);
+                let Some(s) = &snapshot else { continue };
+                for r in state.on_snapshot(s) {
+                    if !send::<P>(&tx, &handle, r).await { return }
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    if let Some(n) = node {
+        info!(node = %n.id, stream = P::KIND, "proxy disconnected");
+    }
+}
+
+async fn send<P: Protocol>(
+    tx: &mpsc::Sender<Result<P::Resp, Status>>,
+    handle: &StreamHandle,
+    resp: P::Resp,
+) -> bool {
+    let (url, version, nonce) = P::sent(&resp);
+    let (url, version, nonce) = (url.to_string(), version.to_string(), nonce.to_string());
+    handle.update_type(&url, |t| {
+        t.version_sent = Some(version);
+        t.nonce_sent = Some(nonce);
+    });
+    tx.send(Ok(resp)).await.is_ok()
+}
+
+fn record(
+    handle: &StreamHandle,
+    node: Option<&Node>,
+    url: &str,
+    outcome: &Outcome,
+    sub: Option<(bool, Vec<String>)>,
+) {
+    let id = node.map(|n| n.id.as_str()).unwrap_or_default();
+    handle.update_type(url, |t| {
+        if let Some((wildcard, names)) = sub {
+            t.wildcard = wildcard;
+            t.subscribed = names;
+        }
+        match outcome {
+            Outcome::Ack { version } => t.version_acked = Some(version.clone()),
+            Outcome::Nack { version, nonce, detail } => {
+                warn!(node = %id, r#type = short_name(url), %version, error_detail = %detail, "proxy NACKed");
+                t.last_nack = Some(Nack { version: version.clone(), nonce: nonce.clone(), error_detail: detail.clone(), at: now() });
+            }
+            Outcome::Initial | Outcome::Stale => {}
+        }
+    });
+    if let Outcome::Ack { version } = outcome {
+        debug!(node = %id, r#type = short_name(url), %version, "proxy ACKed");
+    }
+}

@@ -1,0 +1,141 @@
+//! State-of-the-World ADS: one stream's state machine, free of I/O so it can be tested alone.
+//!
+//! xDS protocol (SotW): LDS and CDS responses carry the full set in scope, and a resource left
+//! out is removed. RDS, EDS and SDS responses need only carry what changed: leaving one out says
+//! nothing about it ("omission of resources does not imply anything about those resources"),
+//! so an endpoint change sends one ClusterLoadAssignment, not all of them.
+
+use std::collections::{BTreeSet, HashMap};
+
+use xds_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use xds_types::type_url;
+
+use super::Outcome;
+use super::stream::TypeSubscription;
+use crate::cache::Snapshot;
+
+#[derive(Debug, Default)]
+struct TypeState {
+    sub: TypeSubscription,
+    /// Nonce and version of the last response of this type.
+    last: Option<(String, String)>,
+}
+
+/// One SotW stream's state across all types.
+#[derive(Debug, Default)]
+pub struct SotwState {
+    types: HashMap<String, TypeState>,
+    nonce: u64,
+}
+
+impl SotwState {
+    /// Handles one request: classifies it (initial, ACK, NACK, stale) and returns the response
+    /// it calls for now, if any.
+    pub fn on_request(
+        &mut self,
+        req: &DiscoveryRequest,
+        snapshot: Option<&Snapshot>,
+    ) -> (Outcome, Option<DiscoveryResponse>) {
+        let url = req.type_url.as_str();
+        let state = self.types.entry(url.to_string()).or_default();
+        let outcome = match (&state.last, req.response_nonce.as_str()) {
+            (_, "") => Outcome::Initial,
+            (Some((nonce, version)), n) if n == nonce => match &req.error_detail {
+                Some(status) => Outcome::Nack {
+                    version: version.clone(),
+                    nonce: nonce.clone(),
+                    detail: status.message.clone(),
+                },
+                None => Outcome::Ack {
+                    version: req.version_info.clone(),
+                },
+            },
+            // A request answering an older response: the client has not yet seen the latest,
+            // and will answer it too (xDS protocol, "when to send an update").
+            _ => return (Outcome::Stale, None),
+        };
+        let wildcard = req.resource_names.is_empty() || req.resource_names.iter().any(|n| n == "*");
+        let names: BTreeSet<String> = req
+            .resource_names
+            .iter()
+            .filter(|n| *n != "*")
+            .cloned()
+            .collect();
+        let changed = state.sub.set_names(wildcard, names);
+        // A first request is always answered for LDS/CDS (an empty set is an answer the client
+        // waits for); a change of names is answered at once; an ACK or a NACK alone is not: a
+        // NACK is not a request for a resend.
+        let force = matches!(outcome, Outcome::Initial) || changed;
+        let response = match snapshot {
+            Some(s) if force => self.respond(url, s, true),
+            _ => None,
+        };
+        (outcome, response)
+    }
+
+    /// The responses a new snapshot calls for, in ADS order (CDS, EDS, LDS, RDS, SDS).
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+        let mut urls: Vec<String> = self.types.keys().cloned().collect();
+        urls.sort_by_key(|u| {
+            type_url::ALL
+                .iter()
+                .position(|a| a == u)
+                .unwrap_or(usize::MAX)
+        });
+        urls.iter()
+            .filter_map(|u| self.respond(u, snapshot, false))
+            .collect()
+    }
+
+    fn respond(
+        &mut self,
+        url: &str,
+        snapshot: &Snapshot,
+        requested: bool,
+    ) -> Option<DiscoveryResponse> {
+        let state = self.types.get_mut(url)?;
+        let resources = snapshot.resources(url);
+        let diff = state.sub.diff(resources);
+        let full = type_url::is_full_state(url);
+        let send = if full {
+            !diff.is_empty() || (requested && state.sub.wildcard)
+        } else {
+            !diff.changed.is_empty()
+        };
+        if !send {
+            // Removed RDS/EDS/SDS names need no message in SotW: forget them.
+            state.sub.mark_sent(&diff);
+            return None;
+        }
+        let anys = if full {
+            resources
+                .values()
+                .filter(|r| state.sub.in_scope(&r.name))
+                .map(|r| r.any.clone())
+                .collect()
+        } else {
+            diff.changed.iter().map(|r| r.any.clone()).collect()
+        };
+        state.sub.mark_sent(&diff);
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        state.last = Some((nonce.clone(), snapshot.version.clone()));
+        Some(DiscoveryResponse {
+            version_info: snapshot.version.clone(),
+            resources: anys,
+            type_url: url.to_string(),
+            nonce,
+            ..Default::default()
+        })
+    }
+
+    /// Names this stream subscribed to for a type, and whether it is a wildcard subscription.
+    pub fn subscription(&self, url: &str) -> Option<(bool, Vec<String>)> {
+        self.types
+            .get(url)
+            .map(|t| (t.sub.wildcard, t.sub.names.iter().cloned().collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

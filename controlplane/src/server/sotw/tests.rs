@@ -1,0 +1,221 @@
+use super::*;
+use crate::cache::Snapshot;
+use xds_types::Resource;
+use xds_types::pb::envoy::config::cluster::v3::Cluster;
+use xds_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use xds_types::pb::google::rpc::Status;
+
+fn snapshot(version: &str, clusters: &[&str], cla_tag: &str) -> Snapshot {
+    let mut anys: Vec<_> = clusters
+        .iter()
+        .map(|c| {
+            Cluster {
+                name: c.to_string(),
+                ..Default::default()
+            }
+            .to_any()
+        })
+        .collect();
+    anys.extend(clusters.iter().map(|c| {
+        ClusterLoadAssignment {
+            cluster_name: c.to_string(),
+            policy: None,
+            endpoints: vec![],
+            named_endpoints: [(cla_tag.to_string(), Default::default())].into(),
+        }
+        .to_any()
+    }));
+    Snapshot::new(version, anys).unwrap()
+}
+
+fn req(url: &str, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: url.into(),
+        resource_names: names.iter().map(|s| s.to_string()).collect(),
+        version_info: version.into(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    }
+}
+
+fn nack(r: DiscoveryRequest, msg: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        error_detail: Some(Status {
+            code: 3,
+            message: msg.into(),
+            details: vec![],
+        }),
+        ..r
+    }
+}
+
+const CDS: &str = type_url::CLUSTER;
+const EDS: &str = type_url::ENDPOINT;
+
+#[test]
+fn wildcard_cds_gets_the_full_set_then_ack_sends_nothing() {
+    let s1 = snapshot("1", &["a", "b"], "x");
+    let mut st = SotwState::default();
+    let (o, r) = st.on_request(&req(CDS, &[], "", ""), Some(&s1));
+    assert_eq!(o, Outcome::Initial);
+    let r = r.unwrap();
+    assert_eq!((r.version_info.as_str(), r.resources.len()), ("1", 2));
+    let (o, r2) = st.on_request(&req(CDS, &[], "1", &r.nonce), Some(&s1));
+    assert_eq!(
+        o,
+        Outcome::Ack {
+            version: "1".into()
+        }
+    );
+    assert!(r2.is_none());
+    // A change to one cluster still sends the whole CDS set.
+    let s2 = snapshot("2", &["a"], "x");
+    let rs = st.on_snapshot(&s2);
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].resources.len(), 1);
+    assert_eq!(rs[0].version_info, "2");
+}
+
+#[test]
+fn empty_snapshot_still_answers_the_first_wildcard_request() {
+    let s = Snapshot::new("0", vec![]).unwrap();
+    let mut st = SotwState::default();
+    let (_, r) = st.on_request(&req(type_url::LISTENER, &[], "", ""), Some(&s));
+    assert_eq!(r.unwrap().resources.len(), 0);
+}
+
+#[test]
+fn nack_is_recorded_and_not_resent() {
+    let s1 = snapshot("1", &["a"], "x");
+    let mut st = SotwState::default();
+    let r = st.on_request(&req(CDS, &[], "", ""), Some(&s1)).1.unwrap();
+    let (o, again) = st.on_request(
+        &nack(req(CDS, &[], "", &r.nonce), "bad cluster a"),
+        Some(&s1),
+    );
+    assert_eq!(
+        o,
+        Outcome::Nack {
+            version: "1".into(),
+            nonce: r.nonce.clone(),
+            detail: "bad cluster a".into()
+        }
+    );
+    assert!(again.is_none(), "a NACK is not a request for a resend");
+    assert!(
+        st.on_snapshot(&s1).is_empty(),
+        "same content, nothing to send"
+    );
+    let s2 = snapshot("2", &["a", "b"], "x");
+    assert_eq!(st.on_snapshot(&s2).len(), 1, "a new version is sent");
+}
+
+#[test]
+fn stale_nonce_is_ignored() {
+    let s1 = snapshot("1", &["a"], "x");
+    let mut st = SotwState::default();
+    let r1 = st.on_request(&req(CDS, &[], "", ""), Some(&s1)).1.unwrap();
+    let s2 = snapshot("2", &["a", "b"], "x");
+    let r2 = st.on_snapshot(&s2).remove(0);
+    let (o, r) = st.on_request(&req(CDS, &[], "1", &r1.nonce), Some(&s2));
+    assert_eq!((o, r.is_none()), (Outcome::Stale, true));
+    let (o, _) = st.on_request(&req(CDS, &[], "2", &r2.nonce), Some(&s2));
+    assert_eq!(
+        o,
+        Outcome::Ack {
+            version: "2".into()
+        }
+    );
+}
+
+#[test]
+fn eds_sends_only_names_asked_for_and_only_what_changed() {
+    let s1 = snapshot("1", &["a", "b", "c"], "x");
+    let mut st = SotwState::default();
+    let r = st
+        .on_request(&req(EDS, &["a", "b", "missing"], "", ""), Some(&s1))
+        .1
+        .unwrap();
+    assert_eq!(r.resources.len(), 2);
+    st.on_request(&req(EDS, &["a", "b", "missing"], "1", &r.nonce), Some(&s1));
+    // Only "a" changes.
+    let mut anys: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|c| {
+            Cluster {
+                name: c.to_string(),
+                ..Default::default()
+            }
+            .to_any()
+        })
+        .collect();
+    anys.push(
+        ClusterLoadAssignment {
+            cluster_name: "a".into(),
+            named_endpoints: [("y".to_string(), Default::default())].into(),
+            ..Default::default()
+        }
+        .to_any(),
+    );
+    for c in ["b", "c"] {
+        anys.push(
+            ClusterLoadAssignment {
+                cluster_name: c.into(),
+                named_endpoints: [("x".to_string(), Default::default())].into(),
+                ..Default::default()
+            }
+            .to_any(),
+        );
+    }
+    let s2 = Snapshot::new("2", anys).unwrap();
+    let rs = st.on_snapshot(&s2);
+    assert_eq!(rs.len(), 1);
+    assert_eq!(
+        xds_types::resource::name_of(&rs[0].resources[0]).unwrap(),
+        "a"
+    );
+    assert_eq!(rs[0].resources.len(), 1);
+}
+
+#[test]
+fn resource_names_change_is_answered_at_once() {
+    let s1 = snapshot("1", &["a", "b"], "x");
+    let mut st = SotwState::default();
+    let r = st
+        .on_request(&req(EDS, &["a"], "", ""), Some(&s1))
+        .1
+        .unwrap();
+    let (o, r2) = st.on_request(&req(EDS, &["a", "b"], "1", &r.nonce), Some(&s1));
+    assert_eq!(
+        o,
+        Outcome::Ack {
+            version: "1".into()
+        }
+    );
+    let r2 = r2.unwrap();
+    assert_eq!(
+        r2.resources.len(),
+        1,
+        "only the newly asked name: 'a' is unchanged"
+    );
+    assert_eq!(xds_types::resource::name_of(&r2.resources[0]).unwrap(), "b");
+}
+
+#[test]
+fn only_changed_types_are_pushed() {
+    let s1 = snapshot("1", &["a"], "x");
+    let mut st = SotwState::default();
+    let r = st.on_request(&req(CDS, &[], "", ""), Some(&s1)).1.unwrap();
+    st.on_request(&req(CDS, &[], "1", &r.nonce), Some(&s1));
+    let r = st
+        .on_request(&req(EDS, &["a"], "", ""), Some(&s1))
+        .1
+        .unwrap();
+    st.on_request(&req(EDS, &["a"], "1", &r.nonce), Some(&s1));
+    let s2 = snapshot("2", &["a"], "changed");
+    let rs = st.on_snapshot(&s2);
+    assert_eq!(
+        rs.iter().map(|r| r.type_url.as_str()).collect::<Vec<_>>(),
+        [EDS]
+    );
+}

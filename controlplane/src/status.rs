@@ -1,0 +1,123 @@
+//! Per-proxy status: what each connected proxy was sent, ACKed and NACKed.
+//!
+//! This is the first thing an operator asks when a push "did not work", so NACKs are data
+//! here (served by the admin API and `controlplane status`), not only log lines.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// What one proxy's stream has been through, per type URL.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyStatus {
+    pub node_id: String,
+    pub node_cluster: String,
+    pub group: Option<String>,
+    /// `sotw` or `delta`.
+    pub stream: &'static str,
+    pub peer: String,
+    /// Seconds since the Unix epoch.
+    pub connected_since: u64,
+    pub types: BTreeMap<String, TypeStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TypeStatus {
+    pub version_sent: Option<String>,
+    pub nonce_sent: Option<String>,
+    pub version_acked: Option<String>,
+    /// Names the proxy subscribed to (empty for a wildcard subscription).
+    pub subscribed: Vec<String>,
+    pub wildcard: bool,
+    pub last_nack: Option<Nack>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Nack {
+    /// The version the proxy refused (SotW: the version of the refused response).
+    pub version: String,
+    pub nonce: String,
+    pub error_detail: String,
+    pub at: u64,
+}
+
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Every connected proxy's status, by stream id. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyRegistry {
+    streams: Arc<Mutex<BTreeMap<u64, ProxyStatus>>>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ProxyRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every connected proxy, in connection order.
+    pub fn list(&self) -> Vec<ProxyStatus> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ProxyStatus>> {
+        self.streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a new stream; the returned handle removes it when dropped.
+    pub(crate) fn connect(&self, stream: &'static str, peer: String) -> StreamHandle {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock().insert(
+            id,
+            ProxyStatus {
+                node_id: String::new(),
+                node_cluster: String::new(),
+                group: None,
+                stream,
+                peer,
+                connected_since: now(),
+                types: BTreeMap::new(),
+            },
+        );
+        StreamHandle {
+            registry: self.clone(),
+            id,
+        }
+    }
+}
+
+/// One stream's entry in the registry.
+#[derive(Debug)]
+pub(crate) struct StreamHandle {
+    registry: ProxyRegistry,
+    id: u64,
+}
+
+impl StreamHandle {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut ProxyStatus)) {
+        if let Some(status) = self.registry.lock().get_mut(&self.id) {
+            f(status);
+        }
+    }
+
+    pub(crate) fn update_type(&self, type_url: &str, f: impl FnOnce(&mut TypeStatus)) {
+        self.update(|s| f(s.types.entry(type_url.to_string()).or_default()));
+    }
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
