@@ -28,7 +28,10 @@ pub struct FormatError {
 
 impl FormatError {
     fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        FormatError { path: path.into(), reason: reason.into() }
+        FormatError {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The same error with `prefix` put in front of its path.
@@ -49,14 +52,20 @@ fn descriptor(full_name: &str) -> Result<MessageDescriptor, FormatError> {
 }
 
 /// Decodes a JSON value (already parsed from JSON or YAML) into the dynamic message `full_name`.
-pub fn dynamic_from_json_value(full_name: &str, value: &Value) -> Result<DynamicMessage, FormatError> {
+pub fn dynamic_from_json_value(
+    full_name: &str,
+    value: &Value,
+) -> Result<DynamicMessage, FormatError> {
     let desc = descriptor(full_name)?;
     let options = DeserializeOptions::new().deny_unknown_fields(true);
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(value, &mut track);
     DynamicMessage::deserialize_with_options(desc, de, &options).map_err(|e| {
         let path = track.path().to_string();
-        FormatError::at(if path == "." { String::new() } else { path }, e.to_string())
+        FormatError::at(
+            if path == "." { String::new() } else { path },
+            e.to_string(),
+        )
     })
 }
 
@@ -69,7 +78,8 @@ pub fn from_json_value<T: Message + Name + Default>(value: &Value) -> Result<T, 
 
 /// Parses YAML (or JSON, which is YAML) into a JSON value.
 pub fn yaml_to_json_value(text: &str) -> Result<Value, FormatError> {
-    serde_norway::from_str::<Value>(text).map_err(|e| FormatError::at("", format!("invalid YAML: {e}")))
+    serde_norway::from_str::<Value>(text)
+        .map_err(|e| FormatError::at("", format!("invalid YAML: {e}")))
 }
 
 /// Decodes Envoy-format YAML or JSON into the prost struct `T`.
@@ -90,7 +100,10 @@ pub fn any_from_json_value(value: &Value) -> Result<Any, FormatError> {
         map.remove("@type");
     }
     let dynamic = dynamic_from_json_value(full_name, &fields)?;
-    Ok(Any { type_url: format!("{}{full_name}", crate::type_url::PREFIX), value: dynamic.encode_to_vec() })
+    Ok(Any {
+        type_url: format!("{}{full_name}", crate::type_url::PREFIX),
+        value: dynamic.encode_to_vec(),
+    })
 }
 
 /// Encodes an `Any` as Envoy-format JSON (with `"@type"`), as Envoy's `/config_dump` shows it.
@@ -107,14 +120,19 @@ pub fn any_to_json_value(any: &Any) -> Result<Value, FormatError> {
 
 /// Encodes a prost struct as Envoy-format JSON.
 pub fn to_json_value<T: Message + Name>(message: &T) -> Result<Value, FormatError> {
-    let dynamic = DynamicMessage::decode(descriptor(&T::full_name())?, message.encode_to_vec().as_slice())
-        .map_err(|e| FormatError::at("", format!("decoding {}: {e}", T::full_name())))?;
+    let dynamic = DynamicMessage::decode(
+        descriptor(&T::full_name())?,
+        message.encode_to_vec().as_slice(),
+    )
+    .map_err(|e| FormatError::at("", format!("decoding {}: {e}", T::full_name())))?;
     dynamic_to_json_value(&dynamic)
 }
 
 fn dynamic_to_json_value(dynamic: &DynamicMessage) -> Result<Value, FormatError> {
     // Envoy's config_dump prints snake_case field names and skips defaults.
-    let options = SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false);
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(false);
     dynamic
         .serialize_with_options(serde_json::value::Serializer, &options)
         .map_err(|e| FormatError::at("", format!("encoding JSON: {e}")))

@@ -14,9 +14,15 @@ use crate::type_url;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResourceError {
     #[error("type URL {found} where {expected} was expected")]
-    WrongType { expected: &'static str, found: String },
+    WrongType {
+        expected: &'static str,
+        found: String,
+    },
     #[error("{type_url}: undecodable protobuf: {reason}")]
-    Decode { type_url: &'static str, reason: String },
+    Decode {
+        type_url: &'static str,
+        reason: String,
+    },
 }
 
 /// An xDS resource: a message with a name, carried in an `Any` under a fixed type URL.
@@ -29,16 +35,24 @@ pub trait Resource: Message + Name + Default + Sized {
 
     /// Packs it into an `Any`.
     fn to_any(&self) -> Any {
-        Any { type_url: Self::TYPE_URL.to_string(), value: self.encode_to_vec() }
+        Any {
+            type_url: Self::TYPE_URL.to_string(),
+            value: self.encode_to_vec(),
+        }
     }
 
     /// Unpacks it from an `Any`, refusing another type URL.
     fn from_any(any: &Any) -> Result<Self, ResourceError> {
         if any.type_url != Self::TYPE_URL {
-            return Err(ResourceError::WrongType { expected: Self::TYPE_URL, found: any.type_url.clone() });
+            return Err(ResourceError::WrongType {
+                expected: Self::TYPE_URL,
+                found: any.type_url.clone(),
+            });
         }
-        Self::decode(any.value.as_slice())
-            .map_err(|e| ResourceError::Decode { type_url: Self::TYPE_URL, reason: e.to_string() })
+        Self::decode(any.value.as_slice()).map_err(|e| ResourceError::Decode {
+            type_url: Self::TYPE_URL,
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -57,7 +71,8 @@ macro_rules! resource {
 resource!(Listener, type_url::LISTENER, |r| &r.name);
 resource!(RouteConfiguration, type_url::ROUTE, |r| &r.name);
 resource!(Cluster, type_url::CLUSTER, |r| &r.name);
-resource!(ClusterLoadAssignment, type_url::ENDPOINT, |r| &r.cluster_name);
+resource!(ClusterLoadAssignment, type_url::ENDPOINT, |r| &r
+    .cluster_name);
 resource!(Secret, type_url::SECRET, |r| &r.name);
 
 /// The name of a resource held in an `Any`, for any of the five kinds.
@@ -71,7 +86,10 @@ pub fn name_of(any: &Any) -> Result<String, ResourceError> {
         type_url::CLUSTER => name::<Cluster>(any),
         type_url::ENDPOINT => name::<ClusterLoadAssignment>(any),
         type_url::SECRET => name::<Secret>(any),
-        other => Err(ResourceError::WrongType { expected: "an xDS resource type", found: other.to_string() }),
+        other => Err(ResourceError::WrongType {
+            expected: "an xDS resource type",
+            found: other.to_string(),
+        }),
     }
 }
 
@@ -81,11 +99,17 @@ mod tests {
 
     #[test]
     fn any_round_trip_and_wrong_type() {
-        let c = Cluster { name: "web".into(), ..Default::default() };
+        let c = Cluster {
+            name: "web".into(),
+            ..Default::default()
+        };
         let any = c.to_any();
         assert_eq!(any.type_url, type_url::CLUSTER);
         assert_eq!(Cluster::from_any(&any).unwrap().name, "web");
         assert_eq!(name_of(&any).unwrap(), "web");
-        assert!(matches!(Listener::from_any(&any), Err(ResourceError::WrongType { .. })));
+        assert!(matches!(
+            Listener::from_any(&any),
+            Err(ResourceError::WrongType { .. })
+        ));
     }
 }

@@ -50,7 +50,10 @@ fn wrapper_types_enums_and_durations() {
     )
     .unwrap();
     assert_eq!(cluster.connect_timeout.unwrap().nanos, 250_000_000);
-    assert_eq!(cluster.per_connection_buffer_limit_bytes.unwrap().value, 32768);
+    assert_eq!(
+        cluster.per_connection_buffer_limit_bytes.unwrap().value,
+        32768
+    );
 }
 
 #[test]
@@ -59,7 +62,11 @@ fn unknown_field_names_the_path() {
         "name: x\nfilter_chains:\n- filters:\n  - name: f\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n      bogus: 1\n",
     )
     .unwrap_err();
-    assert!(err.path.starts_with("filter_chains[0].filters[0].typed_config"), "{err}");
+    assert!(
+        err.path
+            .starts_with("filter_chains[0].filters[0].typed_config"),
+        "{err}"
+    );
     assert!(err.reason.contains("bogus"), "{err}");
 }
 

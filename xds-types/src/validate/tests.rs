@@ -1,0 +1,112 @@
+use super::*;
+use crate::format::from_yaml_str;
+use crate::pb::envoy::config::cluster::v3::Cluster;
+use crate::pb::envoy::config::listener::v3::Listener;
+use crate::pb::envoy::config::route::v3::RouteConfiguration;
+
+fn cluster(yaml: &str) -> Result<(), ValidationError> {
+    validate_message(&from_yaml_str::<Cluster>(yaml).unwrap())
+}
+
+#[test]
+fn a_good_cluster_passes() {
+    cluster(
+        "name: web\nconnect_timeout: 1s\ntype: STATIC\nload_assignment:\n  cluster_name: web\n  endpoints:\n  - lb_endpoints:\n    - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 80 } } }\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn port_out_of_range_names_the_path() {
+    let err = cluster(
+        "name: web\nload_assignment:\n  cluster_name: web\n  endpoints:\n  - lb_endpoints:\n    - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 70000 } } }\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.path,
+        "load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value"
+    );
+    assert!(
+        err.reason.contains("<= 65535") && err.reason.contains("70000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn string_min_len_and_required_message() {
+    // ClusterLoadAssignment.cluster_name has min_len 1.
+    let err = cluster("name: web\nload_assignment: { cluster_name: \"\" }\n").unwrap_err();
+    assert_eq!(err.path, "load_assignment.cluster_name");
+    assert!(err.reason.contains("at least 1"), "{err}");
+    // A route's match is required.
+    let rc: RouteConfiguration =
+        from_yaml_str("name: r\nvirtual_hosts: [ { name: v, domains: ['*'], routes: [ { route: { cluster: c } } ] } ]\n").unwrap();
+    let err = validate_message(&rc).unwrap_err();
+    assert_eq!(err.path, "virtual_hosts[0].routes[0].match", "{err}");
+}
+
+#[test]
+fn repeated_min_items_duration_bounds_and_enums() {
+    // VirtualHost.domains has min_items 1.
+    let rc: RouteConfiguration =
+        from_yaml_str("name: r\nvirtual_hosts: [ { name: v, domains: [] } ]\n").unwrap();
+    assert_eq!(
+        validate_message(&rc).unwrap_err().path,
+        "virtual_hosts[0].domains"
+    );
+    // connect_timeout must be > 0.
+    let err = cluster("name: web\nconnect_timeout: 0s\n").unwrap_err();
+    assert_eq!(err.path, "connect_timeout", "{err}");
+    // lb_policy defined_only.
+    let mut c = Cluster {
+        name: "web".into(),
+        lb_policy: 99,
+        ..Default::default()
+    };
+    assert_eq!(validate_message(&c).unwrap_err().path, "lb_policy");
+    c.lb_policy = 0;
+    validate_message(&c).unwrap();
+}
+
+#[test]
+fn nested_any_is_checked_and_header_names_too() {
+    let l: Listener = from_yaml_str(
+        r#"
+name: l
+address: { socket_address: { address: 127.0.0.1, port_value: 1 } }
+filter_chains:
+- filters:
+  - name: hcm
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: ""
+      route_config: { name: r }
+"#,
+    )
+    .unwrap();
+    let err = validate_message(&l).unwrap_err();
+    assert_eq!(
+        err.path, "filter_chains[0].filters[0].typed_config.stat_prefix",
+        "{err}"
+    );
+    let rc: RouteConfiguration =
+        from_yaml_str("name: r\nresponse_headers_to_remove: [\"bad\\nheader\"]\n").unwrap();
+    assert_eq!(
+        validate_message(&rc).unwrap_err().path,
+        "response_headers_to_remove[0]"
+    );
+}
+
+#[test]
+fn unknown_any_type_is_refused() {
+    let any = Any {
+        type_url: "type.googleapis.com/no.such.Type".into(),
+        value: vec![],
+    };
+    assert!(
+        validate_any(&any)
+            .unwrap_err()
+            .reason
+            .contains("unknown message type")
+    );
+}
