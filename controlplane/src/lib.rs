@@ -2,8 +2,13 @@
 //!
 //! * [`cache`]: snapshots and node groups (the seam between sources and the server).
 //! * [`server`]: the ADS service, SotW and Delta.
+//! * [`source`]: the watched config directory, its checks.
 //! * [`status`]: what each connected proxy was sent, ACKed and NACKed.
+//! * [`admin`]: the HTTP status endpoint.
 
+pub mod admin;
 pub mod cache;
+pub mod cli;
 pub mod server;
+pub mod source;
 pub mod status;

@@ -234,8 +234,8 @@ async fn drive<P: Protocol>(
                 let url = P::type_url(&req).to_string();
                 let (outcome, response) = state.on_request(&req, snapshot.as_deref());
                 record(&handle, node.as_ref(), &url, &outcome, state.subscription(&url));
-                if let Some(r) = response {
-                    if !send::<P>(&tx, &handle, r).await { break }
+                if let Some(r) = response && !send::<P>(&tx, &handle, r).await {
+                    break;
                 }
             }
             changed = generation.changed() => {

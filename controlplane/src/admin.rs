@@ -1,0 +1,91 @@
+//! The admin HTTP endpoint: `GET /status` (JSON: the source, the groups, every connected
+//! proxy with what it was sent, ACKed and NACKed) and `GET /ready`.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::debug;
+
+use crate::cache::SnapshotCache;
+use crate::source::SourceStatus;
+use crate::status::ProxyRegistry;
+
+/// What the admin endpoint reports on.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub cache: SnapshotCache,
+    pub proxies: ProxyRegistry,
+    pub source: SourceStatus,
+}
+
+impl Admin {
+    /// The `/status` document.
+    pub fn status(&self) -> serde_json::Value {
+        let groups: Vec<_> = self
+            .cache
+            .groups()
+            .into_iter()
+            .map(|(origin, g)| {
+                let counts: std::collections::BTreeMap<_, _> = xds_types::type_url::ALL
+                    .iter()
+                    .map(|u| (xds_types::type_url::short_name(u), g.snapshot.resources(u).len()))
+                    .collect();
+                json!({ "name": g.name, "origin": origin, "selector": g.selector, "version": g.snapshot.version, "resources": counts })
+            })
+            .collect();
+        json!({ "source": self.source.get(), "groups": groups, "proxies": self.proxies.list() })
+    }
+
+    /// Serves until `shutdown` becomes true.
+    pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => { debug!(error = %e, "admin accept failed"); continue }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let admin = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(admin.handle(&req)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    fn handle<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        let (status, content_type, body) = match req.uri().path() {
+            "/status" => (
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_vec_pretty(&self.status()).unwrap_or_default(),
+            ),
+            "/ready" => (StatusCode::OK, "text/plain", b"LIVE\n".to_vec()),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                b"not found: try /status or /ready\n".to_vec(),
+            ),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        if let Ok(v) = content_type.parse() {
+            response
+                .headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, v);
+        }
+        response
+    }
+}

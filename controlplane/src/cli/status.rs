@@ -1,0 +1,111 @@
+//! `controlplane status`: the admin API's `/status`, as a table a person reads.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+pub fn run(admin: &str) -> anyhow::Result<()> {
+    let status = fetch(admin)?;
+    print!("{}", render(&status));
+    Ok(())
+}
+
+fn fetch(admin: &str) -> anyhow::Result<Value> {
+    let mut stream = TcpStream::connect(admin)
+        .with_context(|| format!("connecting to the admin endpoint {admin}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET /status HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!(
+            "{admin}/status answered {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    serde_json::from_str(body).context("decoding /status")
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The table: one line per proxy and type, then the source's state.
+pub fn render(status: &Value) -> String {
+    let mut out = String::new();
+    let source = &status["source"];
+    out.push_str(&format!(
+        "source {}: {} loads, {} refused\n",
+        s(&source["directory"]),
+        s(&source["loads"]),
+        s(&source["failed_loads"])
+    ));
+    if let Some(errors) = source["last_error"].as_array() {
+        for e in errors {
+            out.push_str(&format!("  last load refused: {}\n", s(e)));
+        }
+    }
+    for g in status["groups"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "group {} ({}): version {}\n",
+            s(&g["name"]),
+            s(&g["origin"]),
+            s(&g["version"])
+        ));
+    }
+    let header = [
+        "NODE",
+        "CLUSTER",
+        "GROUP",
+        "STREAM",
+        "TYPE",
+        "SENT",
+        "ACKED",
+        "LAST NACK",
+    ];
+    let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    for p in status["proxies"].as_array().into_iter().flatten() {
+        for (url, t) in p["types"].as_object().into_iter().flatten() {
+            let nack = match &t["last_nack"] {
+                Value::Null => "-".to_string(),
+                n => format!("{}: {}", s(&n["version"]), s(&n["error_detail"])),
+            };
+            rows.push(vec![
+                s(&p["node_id"]),
+                s(&p["node_cluster"]),
+                s(&p["group"]),
+                s(&p["stream"]),
+                xds_types::type_url::short_name(url).to_string(),
+                s(&t["version_sent"]),
+                s(&t["version_acked"]),
+                nack,
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,138 @@
+//! Where snapshots come from: the watched config directory (and, later, the management API).
+//!
+//! Loading is all-or-nothing per directory: a file that does not parse or a group that fails
+//! its checks leaves every group as it was, and the error (file, resource, field) goes to the
+//! log and to [`SourceStatus`], which the admin API serves.
+
+pub mod check;
+pub mod files;
+pub mod watch;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::cache::{NodeGroup, Snapshot};
+
+/// How strict loading is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Warnings (a route to a cluster that does not exist) are errors.
+    pub strict: bool,
+}
+
+/// A directory that loaded: its groups (snapshots not yet versioned) and the warnings.
+#[derive(Debug)]
+pub struct Loaded {
+    pub groups: Vec<(String, crate::cache::NodeSelector, Vec<xds_types::Any>)>,
+    pub warnings: Vec<String>,
+}
+
+/// Reads and checks `dir`. `Err` holds every error found, each naming its file.
+pub fn load_dir(dir: &Path, options: LoadOptions) -> Result<Loaded, Vec<String>> {
+    let groups = files::read_dir(dir)?;
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut out = Vec::new();
+    for (name, group) in groups {
+        let findings = check::check(&name, &group.resources);
+        errors.extend(findings.errors);
+        if options.strict {
+            errors.extend(
+                findings
+                    .warnings
+                    .into_iter()
+                    .map(|w| format!("{w} [--strict]")),
+            );
+        } else {
+            warnings.extend(findings.warnings);
+        }
+        out.push((
+            name,
+            group.selector,
+            group.resources.into_iter().map(|r| r.any).collect(),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(Loaded {
+            groups: out,
+            warnings,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Versions snapshots: a group whose content did not change keeps its snapshot (and so its
+/// version: nothing is pushed); a changed group gets `<sequence>-<content hash>`, the sequence
+/// growing with every load so versions sort in the order they were made.
+#[derive(Debug, Default)]
+pub struct Versioner {
+    sequence: u64,
+    previous: std::collections::HashMap<String, (String, Arc<Snapshot>)>,
+}
+
+impl Versioner {
+    pub fn version(&mut self, loaded: Loaded) -> Result<Vec<NodeGroup>, Vec<String>> {
+        self.sequence += 1;
+        let mut groups = Vec::new();
+        let mut next = std::collections::HashMap::new();
+        for (name, selector, anys) in loaded.groups {
+            let mut bytes = Vec::new();
+            for a in &anys {
+                bytes.extend_from_slice(a.type_url.as_bytes());
+                bytes.extend_from_slice(&a.value);
+            }
+            let hash = crate::cache::snapshot::content_version(&bytes);
+            let snapshot = match self.previous.get(&name) {
+                Some((h, s)) if *h == hash => s.clone(),
+                _ => {
+                    let version = format!("{}-{}", self.sequence, &hash[..8]);
+                    Arc::new(
+                        Snapshot::new(version, anys)
+                            .map_err(|e| vec![format!("group \"{name}\": {e}")])?,
+                    )
+                }
+            };
+            next.insert(name.clone(), (hash, snapshot.clone()));
+            groups.push(NodeGroup {
+                name,
+                selector,
+                snapshot,
+            });
+        }
+        self.previous = next;
+        Ok(groups)
+    }
+}
+
+/// The file source's state, for the admin API.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceState {
+    pub directory: String,
+    /// Versions of the groups last served, by group.
+    pub versions: std::collections::BTreeMap<String, String>,
+    pub loaded_at: Option<u64>,
+    pub loads: u64,
+    pub failed_loads: u64,
+    /// Why the last load failed, if it did (the last good snapshot keeps serving).
+    pub last_error: Option<Vec<String>>,
+    pub warnings: Vec<String>,
+}
+
+/// Shared handle on [`SourceState`].
+#[derive(Debug, Clone, Default)]
+pub struct SourceStatus(Arc<Mutex<SourceState>>);
+
+impl SourceStatus {
+    pub fn get(&self) -> SourceState {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut SourceState)) {
+        if let Ok(mut s) = self.0.lock() {
+            f(&mut s);
+        }
+    }
+}
