@@ -11,8 +11,9 @@
 //! wrapper types), string `const/len/min_len/max_len/min_bytes/max_bytes/prefix/suffix/contains/
 //! not_contains/in/not_in` and the HTTP header name/value well-known rules, bytes lengths, enum
 //! `defined_only/in/not_in`, repeated `min_items/max_items/items`, map `min_pairs/max_pairs`,
-//! duration and `any` `required` and bounds. Not covered (no Envoy resource field we serve
-//! relies on them): string `pattern` regexes and the address/email/uri well-known formats.
+//! duration/timestamp and `any` `required` and bounds, `ignore_empty`, message `skip`, map
+//! `keys`/`values`, the hostname/ip/ipv4/ipv6/address string formats. Not covered (no Envoy
+//! resource field we serve relies on them): string `pattern` regexes, email/uri/uuid formats.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -178,13 +179,19 @@ impl Checker {
                 .flatten()
         });
         let value = msg.get_field(field);
+        // `message: {skip: true}`: the field's own rules only, nothing inside it.
+        let skip = rules.as_ref().is_some_and(|r| {
+            r.get_field_by_name("message")
+                .and_then(|m| m.as_message().map(|m| get_bool(m, "skip")))
+                .unwrap_or(false)
+        });
         if let Some(rules) = &rules {
             // In a oneof, rules apply only to the member that is set (PGV semantics).
             if present || field.containing_oneof().is_none() {
                 self.rules(field, rules, &value, present)?;
             }
         }
-        if !present {
+        if !present || skip {
             return Ok(());
         }
         match value.as_ref() {
@@ -229,6 +236,10 @@ impl Checker {
         else {
             return Ok(());
         };
+        // `ignore_empty`: the rules hold only for a value that is not the field's zero value.
+        if get_bool(&sub, "ignore_empty") && is_empty(value, present) {
+            return Ok(());
+        }
         match kind.as_str() {
             "message" => {
                 if get_bool(&sub, "required") && !present {
@@ -237,10 +248,7 @@ impl Checker {
                 Ok(())
             }
             "repeated" => self.repeated(field, &sub, value),
-            "map" => {
-                let n = value.as_map().map_or(0, |m| m.len()) as u64;
-                check_count(n, &sub, "min_pairs", "max_pairs", "pairs").map_err(|e| self.fail(e))
-            }
+            "map" => self.map(field, &sub, value),
             "duration" | "timestamp" | "any" => self.wkt(&kind, &sub, value, present),
             _ => {
                 // Scalar rules; on a wrapper type (UInt32Value...) they apply to its value when set.
@@ -289,6 +297,41 @@ impl Checker {
                 self.path.pop();
                 r?;
             }
+        }
+        Ok(())
+    }
+
+    fn map(
+        &mut self,
+        field: &FieldDescriptor,
+        sub: &DynamicMessage,
+        value: &Value,
+    ) -> Result<(), ValidationError> {
+        let Some(map) = value.as_map() else {
+            return Ok(());
+        };
+        check_count(map.len() as u64, sub, "min_pairs", "max_pairs", "pairs")
+            .map_err(|e| self.fail(e))?;
+        let part = |name: &str| {
+            sub.has_field_by_name(name)
+                .then(|| {
+                    sub.get_field_by_name(name)
+                        .and_then(|v| v.as_message().cloned())
+                })
+                .flatten()
+        };
+        let (keys, values) = (part("keys"), part("values"));
+        for (key, item) in map {
+            self.path.push(format!("[{}]", map_key(key)));
+            let mut r = Ok(());
+            if let Some(rules) = &keys {
+                r = self.rules(field, rules, &Value::from(key.clone()), true);
+            }
+            if let (Ok(()), Some(rules)) = (&r, &values) {
+                r = self.rules(field, rules, item, true);
+            }
+            self.path.pop();
+            r?;
         }
         Ok(())
     }
@@ -423,7 +466,7 @@ impl Checker {
                 })
                 .flatten()
         };
-        let checks: [(Option<u64>, fn(u64, u64) -> bool, &str, u64); 5] = [
+        let checks: [LengthCheck; 5] = [
             (u("len"), |a, b| a == b, "characters long: exactly", chars),
             (
                 u("min_len"),
@@ -493,6 +536,30 @@ impl Checker {
         if strings("not_in").iter().any(|a| a == s) {
             return Err(self.fail(format!("value must not be {s:?}")));
         }
+        let format = [
+            (
+                "hostname",
+                "a valid hostname",
+                valid_hostname as fn(&str) -> bool,
+            ),
+            ("ip", "a valid IP address", |s| {
+                s.parse::<std::net::IpAddr>().is_ok()
+            }),
+            ("ipv4", "a valid IPv4 address", |s| {
+                s.parse::<std::net::Ipv4Addr>().is_ok()
+            }),
+            ("ipv6", "a valid IPv6 address", |s| {
+                s.parse::<std::net::Ipv6Addr>().is_ok()
+            }),
+            ("address", "a valid hostname or IP address", |s| {
+                valid_hostname(s) || s.parse::<std::net::IpAddr>().is_ok()
+            }),
+        ];
+        for (rule, what, ok) in format {
+            if get_bool(sub, rule) && !ok(s) {
+                return Err(self.fail(format!("value must be {what}, got {s:?}")));
+            }
+        }
         // well_known_regex: 1 = HTTP_HEADER_NAME, 2 = HTTP_HEADER_VALUE; `strict` defaults to true.
         if sub.has_field_by_name("well_known_regex") {
             let strict = !sub.has_field_by_name("strict") || get_bool(sub, "strict");
@@ -516,6 +583,38 @@ impl Checker {
             }
         }
         Ok(())
+    }
+}
+
+/// A length rule: its limit (when set), the comparison, what is counted, the actual count.
+type LengthCheck<'a> = (Option<u64>, fn(u64, u64) -> bool, &'a str, u64);
+
+/// RFC 1034 hostname as PGV checks it: at most 253 characters, labels of 1 to 63 letters,
+/// digits and hyphens, not starting or ending with a hyphen; one trailing dot allowed.
+fn valid_hostname(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Whether a value is its field's zero value (for `ignore_empty`).
+fn is_empty(value: &Value, present: bool) -> bool {
+    match value {
+        Value::String(s) => s.is_empty(),
+        Value::Bytes(b) => b.is_empty(),
+        Value::List(l) => l.is_empty(),
+        Value::Map(m) => m.is_empty(),
+        Value::Message(_) => !present,
+        v => as_f64(v) == Some(0.0),
     }
 }
 

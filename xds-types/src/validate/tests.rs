@@ -110,3 +110,69 @@ fn unknown_any_type_is_refused() {
             .contains("unknown message type")
     );
 }
+
+fn dynamic(full_name: &str, yaml: &str) -> DynamicMessage {
+    let value = crate::format::yaml_to_json_value(yaml).unwrap();
+    crate::format::dynamic_from_json_value(full_name, &value).unwrap()
+}
+
+#[test]
+fn repeated_unique_and_item_rules_on_doubles() {
+    let h = "envoy.config.metrics.v3.HistogramBucketSettings";
+    validate(&dynamic(h, "match: { exact: x }\nbuckets: [0.5, 1, 10]\n")).unwrap();
+    let err = validate(&dynamic(h, "match: { exact: x }\nbuckets: [1, 2, 1]\n")).unwrap_err();
+    assert_eq!(err.path, "buckets");
+    assert!(err.reason.contains("unique"), "{err}");
+    let err = validate(&dynamic(h, "match: { exact: x }\nbuckets: [1, 0]\n")).unwrap_err();
+    assert_eq!(err.to_string(), "buckets[1]: value must be > 0, got 0");
+    let err = validate(&dynamic(h, "buckets: [1]\n")).unwrap_err();
+    assert_eq!(err.to_string(), "match: value is required");
+}
+
+#[test]
+fn ignore_empty_skips_the_zero_value_only() {
+    // UpstreamHttpProtocolOptions.override_auto_sni_header: HTTP_HEADER_NAME, ignore_empty.
+    let c = "name: web\nupstream_http_protocol_options: { override_auto_sni_header: \"\" }\n";
+    cluster(c).unwrap();
+    let c =
+        "name: web\nupstream_http_protocol_options: { override_auto_sni_header: \"bad name\" }\n";
+    let err = cluster(c).unwrap_err();
+    assert_eq!(
+        err.path,
+        "upstream_http_protocol_options.override_auto_sni_header"
+    );
+    assert!(err.reason.contains("valid HTTP header name"), "{err}");
+}
+
+#[test]
+fn map_key_rules_name_the_key() {
+    cluster("name: web\nmetadata: { filter_metadata: { envoy.lb: { a: 1 } } }\n").unwrap();
+    let err =
+        cluster("name: web\nmetadata: { filter_metadata: { \"\": { a: 1 } } }\n").unwrap_err();
+    assert_eq!(err.path, "metadata.filter_metadata[]");
+    assert!(err.reason.contains("at least 1 characters"), "{err}");
+}
+
+#[test]
+fn numeric_bounds_on_wrapper_types_and_oneof_required() {
+    // HealthCheck.healthy_threshold is a UInt32Value with `message.required`.
+    let err = cluster("name: web\nhealth_checks: [ { timeout: 1s, interval: 1s } ]\n").unwrap_err();
+    assert!(err.path.starts_with("health_checks[0]."), "{err}");
+    // HealthCheck.health_checker is a required oneof.
+    let err = cluster(
+        "name: web\nhealth_checks: [ { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1 } ]\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "health_checks[0].health_checker", "{err}");
+    assert!(err.reason.starts_with("one of "), "{err}");
+}
+
+#[test]
+fn hostnames() {
+    assert!(valid_hostname("example.com"));
+    assert!(valid_hostname("a-b.example.com."));
+    assert!(!valid_hostname("-a.example.com"));
+    assert!(!valid_hostname("a..b"));
+    assert!(!valid_hostname("under_score.com"));
+    assert!(!valid_hostname(&"a".repeat(64)));
+}
