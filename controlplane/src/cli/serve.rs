@@ -12,6 +12,7 @@ use tracing::{error, info};
 use crate::admin::Admin;
 use crate::cache::SnapshotCache;
 use crate::server::AdsServer;
+use crate::source::api::ManagementApi;
 use crate::source::{LoadOptions, SourceStatus, Versioner};
 use crate::status::ProxyRegistry;
 
@@ -70,11 +71,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .serve(admin, shutdown.clone()),
     );
 
+    let cache_for_api = cache.clone();
     let ads = AdsServer::new(cache, proxies, shutdown.clone()).into_service();
     let mut stop = shutdown.clone();
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(ads)
+        .add_service(ManagementApi::new(cache_for_api, args.strict).into_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(xds), async move {
             let _ = stop.wait_for(|s| *s).await;
         });

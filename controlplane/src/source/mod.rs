@@ -9,6 +9,7 @@
 //! its checks leaves every group as it was, and the error (file, resource, field) goes to the
 //! log and to [`SourceStatus`], which the admin API serves.
 
+pub mod api;
 pub mod check;
 pub mod files;
 pub mod watch;
