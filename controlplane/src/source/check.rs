@@ -237,3 +237,6 @@ fn check_routes(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
