@@ -77,7 +77,9 @@ pub async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let fs_tx = tx.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Opening and reading files (our own reload does) is an access event: following it
+        // would reload forever. Creates, writes, renames, removes and attribute changes count.
+        if event.is_ok_and(|e| !e.kind.is_access()) {
             let _ = fs_tx.send(());
         }
     });
@@ -135,3 +137,6 @@ async fn hup_only(
         reload(&dir, options, &mut versioner, &cache, &status);
     }
 }
+
+#[cfg(test)]
+mod tests;
