@@ -77,7 +77,16 @@ impl Admin {
                 "application/json",
                 serde_json::to_vec_pretty(&self.status()).unwrap_or_default(),
             ),
-            "/ready" => (StatusCode::OK, "text/plain", b"LIVE\n".to_vec()),
+            // Ready once there is something to serve: a directory load went through or a group
+            // was set through the management API. Until then a proxy would get nothing.
+            "/ready" if self.source.get().loads > 0 || !self.cache.groups().is_empty() => {
+                (StatusCode::OK, "text/plain", b"LIVE\n".to_vec())
+            }
+            "/ready" => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                b"NOT READY: no config loaded yet (see /status)\n".to_vec(),
+            ),
             _ => (
                 StatusCode::NOT_FOUND,
                 "text/plain",
@@ -92,5 +101,71 @@ impl Admin {
                 .insert(hyper::header::CONTENT_TYPE, v);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::source::{LoadOptions, Versioner, watch::reload};
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_string(), body.to_string())
+    }
+
+    #[tokio::test]
+    async fn ready_after_the_first_load_and_status_shows_source_and_groups() {
+        let admin = Admin {
+            cache: SnapshotCache::new(),
+            proxies: ProxyRegistry::new(),
+            source: SourceStatus::default(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let server = tokio::spawn(admin.clone().serve(listener, shutdown));
+        assert_eq!(
+            get(addr, "/ready").await.0,
+            "HTTP/1.1 503 Service Unavailable"
+        );
+
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config");
+        let mut versioner = Versioner::default();
+        let options = LoadOptions::default();
+        assert!(reload(
+            &dir,
+            options,
+            &mut versioner,
+            &admin.cache,
+            &admin.source
+        ));
+        assert_eq!(get(addr, "/ready").await.0, "HTTP/1.1 200 OK");
+
+        let (line, body) = get(addr, "/status").await;
+        assert_eq!(line, "HTTP/1.1 200 OK");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status["source"]["loads"], 1);
+        assert_eq!(status["source"]["last_error"], serde_json::Value::Null);
+        let group = &status["groups"][0];
+        assert_eq!(group["name"], "default");
+        assert_eq!(group["origin"], "files");
+        assert_eq!(group["resources"]["LDS"], 1);
+        assert!(group["version"].as_str().unwrap().starts_with("1-"));
+        assert_eq!(status["proxies"], serde_json::json!([]));
+        assert_eq!(get(addr, "/nope").await.0, "HTTP/1.1 404 Not Found");
+
+        stop.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

@@ -58,6 +58,9 @@ pub fn render(status: &Value) -> String {
             out.push_str(&format!("  last load refused: {}\n", s(e)));
         }
     }
+    for w in source["warnings"].as_array().into_iter().flatten() {
+        out.push_str(&format!("  warning: {}\n", s(w)));
+    }
     for g in status["groups"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "group {} ({}): version {}\n",
@@ -108,4 +111,46 @@ pub fn render(status: &Value) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_versions_and_the_last_nack() {
+        let status = serde_json::json!({
+            "source": { "directory": "/etc/xds", "loads": 3, "failed_loads": 1,
+                        "last_error": ["routes.yaml: invalid YAML"], "warnings": [] },
+            "groups": [ { "name": "default", "origin": "files", "version": "3-abcd" } ],
+            "proxies": [ {
+                "node_id": "edge-1", "node_cluster": "edge", "group": "default", "stream": "sotw",
+                "types": {
+                    "type.googleapis.com/envoy.config.cluster.v3.Cluster":
+                        { "version_sent": "3-abcd", "version_acked": "2-ffff",
+                          "last_nack": { "version": "3-abcd", "error_detail": "bad port" } },
+                    "type.googleapis.com/envoy.config.listener.v3.Listener":
+                        { "version_sent": "3-abcd", "version_acked": "3-abcd", "last_nack": null }
+                }
+            } ]
+        });
+        let table = render(&status);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "source /etc/xds: 3 loads, 1 refused");
+        assert_eq!(lines[1], "  last load refused: routes.yaml: invalid YAML");
+        assert_eq!(lines[2], "group default (files): version 3-abcd");
+        assert!(
+            lines[3]
+                .starts_with("NODE    CLUSTER  GROUP    STREAM  TYPE  SENT    ACKED   LAST NACK"),
+            "{table}"
+        );
+        assert_eq!(
+            lines[4],
+            "edge-1  edge     default  sotw    CDS   3-abcd  2-ffff  3-abcd: bad port"
+        );
+        assert_eq!(
+            lines[5],
+            "edge-1  edge     default  sotw    LDS   3-abcd  3-abcd  -"
+        );
+    }
 }
