@@ -402,7 +402,7 @@ impl Checker {
                         "value must be one of the defined enum values, got {n}"
                     )));
                 }
-                self.numeric(sub, *n as f64, &n.to_string())
+                self.numeric(sub, Num::Int(i128::from(*n)))
             }
             ("bool", Value::Bool(b)) => match sub.get_field_by_name("const") {
                 Some(c) if sub.has_field_by_name("const") && c.as_bool() != Some(*b) => {
@@ -410,19 +410,20 @@ impl Checker {
                 }
                 _ => Ok(()),
             },
-            (_, v) => match as_f64(v) {
-                Some(x) => self.numeric(sub, x, &display(v)),
+            (_, v) => match as_num(v) {
+                Some(x) => self.numeric(sub, x),
                 None => Ok(()),
             },
         }
     }
 
-    fn numeric(&self, sub: &DynamicMessage, x: f64, shown: &str) -> Result<(), ValidationError> {
+    /// Integers compare exactly (a uint64 near its maximum does not fit an f64).
+    fn numeric(&self, sub: &DynamicMessage, x: Num) -> Result<(), ValidationError> {
         for bound in ["const", "lt", "lte", "gt", "gte"] {
             if !sub.has_field_by_name(bound) {
                 continue;
             }
-            let Some(limit) = sub.get_field_by_name(bound).and_then(|v| as_f64(&v)) else {
+            let Some(limit) = sub.get_field_by_name(bound).and_then(|v| as_num(&v)) else {
                 continue;
             };
             let pass = match bound {
@@ -433,20 +434,21 @@ impl Checker {
                 _ => x >= limit,
             };
             if !pass {
-                return Err(self.fail(format!("value must be {} {limit}, got {shown}", op(bound))));
+                return Err(self.fail(format!("value must be {} {limit}, got {x}", op(bound))));
             }
         }
-        let list = |name: &str| -> Vec<f64> {
+        let list = |name: &str| -> Vec<Num> {
             sub.get_field_by_name(name)
-                .and_then(|v| v.as_list().map(|l| l.iter().filter_map(as_f64).collect()))
+                .and_then(|v| v.as_list().map(|l| l.iter().filter_map(as_num).collect()))
                 .unwrap_or_default()
         };
         let allowed = list("in");
         if !allowed.is_empty() && !allowed.contains(&x) {
-            return Err(self.fail(format!("value must be in {allowed:?}, got {shown}")));
+            let shown: Vec<String> = allowed.iter().map(Num::to_string).collect();
+            return Err(self.fail(format!("value must be in [{}], got {x}", shown.join(", "))));
         }
         if list("not_in").contains(&x) {
-            return Err(self.fail(format!("value must not be {shown}")));
+            return Err(self.fail(format!("value must not be {x}")));
         }
         Ok(())
     }
@@ -614,7 +616,7 @@ fn is_empty(value: &Value, present: bool) -> bool {
         Value::List(l) => l.is_empty(),
         Value::Map(m) => m.is_empty(),
         Value::Message(_) => !present,
-        v => as_f64(v) == Some(0.0),
+        v => matches!(as_num(v), Some(Num::Int(0))) || as_num(v) == Some(Num::Float(0.0)),
     }
 }
 
@@ -668,29 +670,51 @@ fn check_count(
     Ok(())
 }
 
-fn as_f64(v: &Value) -> Option<f64> {
-    Some(match v {
-        Value::I32(x) => *x as f64,
-        Value::I64(x) => *x as f64,
-        Value::U32(x) => *x as f64,
-        Value::U64(x) => *x as f64,
-        Value::F32(x) => *x as f64,
-        Value::F64(x) => *x,
-        Value::EnumNumber(x) => *x as f64,
-        _ => return None,
-    })
+/// A numeric field value or rule limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Num {
+    Int(i128),
+    Float(f64),
 }
 
-fn display(v: &Value) -> String {
-    match v {
-        Value::I32(x) => x.to_string(),
-        Value::I64(x) => x.to_string(),
-        Value::U32(x) => x.to_string(),
-        Value::U64(x) => x.to_string(),
-        Value::F32(x) => x.to_string(),
-        Value::F64(x) => x.to_string(),
-        other => format!("{other:?}"),
+impl PartialOrd for Num {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        match (self, other) {
+            (Num::Int(a), Num::Int(b)) => a.partial_cmp(b),
+            (a, b) => a.float().partial_cmp(&b.float()),
+        }
     }
+}
+
+impl Num {
+    fn float(self) -> f64 {
+        match self {
+            Num::Int(i) => i as f64,
+            Num::Float(f) => f,
+        }
+    }
+}
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Num::Int(i) => write!(f, "{i}"),
+            Num::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+fn as_num(v: &Value) -> Option<Num> {
+    Some(match v {
+        Value::I32(x) => Num::Int(i128::from(*x)),
+        Value::I64(x) => Num::Int(i128::from(*x)),
+        Value::U32(x) => Num::Int(i128::from(*x)),
+        Value::U64(x) => Num::Int(i128::from(*x)),
+        Value::EnumNumber(x) => Num::Int(i128::from(*x)),
+        Value::F32(x) => Num::Float(f64::from(*x)),
+        Value::F64(x) => Num::Float(*x),
+        _ => return None,
+    })
 }
 
 fn op(bound: &str) -> &'static str {

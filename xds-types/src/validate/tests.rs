@@ -176,3 +176,21 @@ fn hostnames() {
     assert!(!valid_hostname("under_score.com"));
     assert!(!valid_hostname(&"a".repeat(64)));
 }
+
+#[test]
+fn integer_bounds_are_exact_and_in_lists_are_shown() {
+    // CommonLbConfig.healthy_panic_threshold is a Percent: a double in [0, 100].
+    let err =
+        cluster("name: web\ncommon_lb_config: { healthy_panic_threshold: { value: 100.5 } }\n")
+            .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "common_lb_config.healthy_panic_threshold.value: value must be <= 100, got 100.5"
+    );
+    // A uint32 bound compared exactly.
+    let err = cluster(
+        "name: web\nload_assignment: { cluster_name: web, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 65536 } } } } ] } ] }\n",
+    )
+    .unwrap_err();
+    assert!(err.reason.ends_with("got 65536"), "{err}");
+}
