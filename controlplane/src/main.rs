@@ -16,6 +16,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { dir, strict } => return controlplane::cli::validate(&dir, strict),
         Command::Status { admin } => controlplane::cli::status::run(&admin),
+        Command::Push(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(controlplane::cli::push::run(args))),
         Command::Serve(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(controlplane::cli::serve::run(args))),

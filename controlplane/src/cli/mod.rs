@@ -3,8 +3,9 @@
 // anything for 25 minutes. Build on it and extend it; do not replace it with a parallel version.
 // Still open in the controlplane: the management API service (source/api.rs, wired in
 // cli/serve.rs) and more tests. The lead removes this note.
-//! The `controlplane` command: `serve`, `validate`, `status`.
+//! The `controlplane` command: `serve`, `validate`, `status`, `push`.
 
+pub mod push;
 pub mod serve;
 pub mod status;
 
@@ -36,6 +37,8 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Set a node group's resources through the management API (same checks as `serve`).
+    Push(push::PushArgs),
     /// Print what each connected proxy was sent, ACKed and NACKed.
     Status {
         #[arg(long, default_value = "127.0.0.1:19000")]

@@ -84,7 +84,15 @@ pub fn render(status: &Value) -> String {
         for (url, t) in p["types"].as_object().into_iter().flatten() {
             let nack = match &t["last_nack"] {
                 Value::Null => "-".to_string(),
-                n => format!("{}: {}", s(&n["version"]), s(&n["error_detail"])),
+                // Envoy's error_detail spans lines (it dumps the refused proto): one line here.
+                n => format!(
+                    "{}: {}",
+                    s(&n["version"]),
+                    s(&n["error_detail"])
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
             };
             rows.push(vec![
                 s(&p["node_id"]),
@@ -128,7 +136,7 @@ mod tests {
                 "types": {
                     "type.googleapis.com/envoy.config.cluster.v3.Cluster":
                         { "version_sent": "3-abcd", "version_acked": "2-ffff",
-                          "last_nack": { "version": "3-abcd", "error_detail": "bad port" } },
+                          "last_nack": { "version": "3-abcd", "error_detail": "bad\n  port" } },
                     "type.googleapis.com/envoy.config.listener.v3.Listener":
                         { "version_sent": "3-abcd", "version_acked": "3-abcd", "last_nack": null }
                 }
