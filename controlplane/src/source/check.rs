@@ -5,7 +5,10 @@
 //! configuration that does not exist, a resource breaking the API's validation rules (the
 //! protoc-gen-validate annotations Envoy enforces). Warnings (served anyway, errors with
 //! `--strict`): a route or tcp_proxy naming a cluster that does not exist, which Envoy accepts
-//! and answers with 503 (or closes the connection).
+//! and answers with 503 (or closes the connection); a TLS context asking SDS for a secret the
+//! group does not hold, which keeps its cluster or listener warming.
+
+mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,6 +80,20 @@ pub fn check(group: &str, resources: &[SourcedResource]) -> Findings {
     let empty = BTreeSet::new();
     let of = |url: &str| names.get(url).unwrap_or(&empty);
     for r in resources {
+        if matches!(
+            r.any.type_url.as_str(),
+            type_url::CLUSTER | type_url::LISTENER
+        ) {
+            let name = xds_types::resource::name_of(&r.any).unwrap_or_default();
+            for (path, secret) in secrets::secret_refs(&r.any) {
+                if !of(type_url::SECRET).contains(&secret) {
+                    f.warnings.push(format!(
+                        "{}: {path}: secret \"{secret}\" does not exist (Envoy keeps it warming until it arrives)",
+                        at(r, &name)
+                    ));
+                }
+            }
+        }
         match r.any.type_url.as_str() {
             type_url::CLUSTER => {
                 if let Ok(c) = Cluster::from_any(&r.any) {

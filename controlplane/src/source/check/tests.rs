@@ -175,3 +175,37 @@ fn an_undecodable_any_inside_a_resource_is_an_error() {
         f.errors[0]
     );
 }
+
+#[test]
+fn sds_secret_references_must_exist() {
+    let tls_cluster = r#"
+"@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+name: tls
+type: STATIC
+connect_timeout: 1s
+load_assignment: { cluster_name: tls }
+transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+    common_tls_context:
+      tls_certificate_sds_secret_configs: [ { name: client-cert, sds_config: { ads: {} } } ]
+      validation_context_sds_secret_config: { name: ca }
+"#;
+    let f = check("default", &load(tls_cluster));
+    assert!(f.errors.is_empty(), "{f:?}");
+    // `ca` has no sds_config: a static secret of the bootstrap, not the group's business.
+    assert_eq!(
+        f.warnings,
+        vec![
+            "f.yaml: document 0 CDS \"tls\": transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0]: secret \"client-cert\" does not exist (Envoy keeps it warming until it arrives)"
+        ]
+    );
+    let secret = r#"
+"@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+name: client-cert
+tls_certificate: { certificate_chain: { inline_string: x }, private_key: { inline_string: y } }
+"#;
+    let f = check("default", &load(&docs(&[tls_cluster, secret])));
+    assert!(f.errors.is_empty() && f.warnings.is_empty(), "{f:?}");
+}

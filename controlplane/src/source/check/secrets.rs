@@ -1,0 +1,88 @@
+//! Which SDS secrets a resource asks for.
+//!
+//! A cluster or listener whose TLS context names a secret to fetch over SDS waits (warms) until
+//! the secret arrives, up to `initial_fetch_timeout`; a secret the group does not hold keeps it
+//! from serving. The references can sit anywhere (transport sockets, their typed configs inside
+//! `Any`s, per-filter-chain contexts), so the resource is walked generically through its
+//! descriptors rather than by a hand-written list of fields.
+
+use prost_reflect::{DynamicMessage, ReflectMessage, Value};
+use xds_types::{Any, descriptors, type_url};
+
+const SDS_SECRET_CONFIG: &str = "envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig";
+
+/// Deep `Any` nesting beyond this is not followed (validation refuses it anyway).
+const MAX_DEPTH: usize = 32;
+
+/// `(field path, secret name)` for every secret the resource asks an SDS server for.
+/// A reference without `sds_config` names a static secret of the proxy's bootstrap: not ours.
+pub fn secret_refs(any: &Any) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    if let Some(msg) = decode(any) {
+        walk(&msg, String::new(), 0, &mut found);
+    }
+    found
+}
+
+fn decode(any: &Any) -> Option<DynamicMessage> {
+    let desc = descriptors::message(type_url::message_name(&any.type_url))?;
+    DynamicMessage::decode(desc, any.value.as_slice()).ok()
+}
+
+fn walk(msg: &DynamicMessage, path: String, depth: usize, found: &mut Vec<(String, String)>) {
+    let desc = msg.descriptor();
+    if depth > MAX_DEPTH {
+        return;
+    }
+    if desc.full_name() == "google.protobuf.Any" {
+        let type_url = msg
+            .get_field_by_name("type_url")
+            .and_then(|v| v.as_str().map(str::to_string));
+        let value = msg
+            .get_field_by_name("value")
+            .and_then(|v| v.as_bytes().cloned());
+        if let (Some(type_url), Some(value)) = (type_url, value) {
+            let any = Any {
+                type_url,
+                value: value.to_vec(),
+            };
+            if let Some(inner) = decode(&any) {
+                walk(&inner, path, depth + 1, found);
+            }
+        }
+        return;
+    }
+    if desc.full_name() == SDS_SECRET_CONFIG && msg.has_field_by_name("sds_config") {
+        let name = msg
+            .get_field_by_name("name")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        found.push((path, name));
+        return;
+    }
+    for (field, value) in msg.fields() {
+        let here = if path.is_empty() {
+            field.name().to_string()
+        } else {
+            format!("{path}.{}", field.name())
+        };
+        match value {
+            Value::Message(m) => walk(m, here, depth, found),
+            Value::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::Message(m) = item {
+                        walk(m, format!("{here}[{i}]"), depth, found);
+                    }
+                }
+            }
+            Value::Map(map) => {
+                for (key, item) in map {
+                    if let (Value::Message(m), Some(k)) = (item, key.as_str()) {
+                        walk(m, format!("{here}[{k}]"), depth, found);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
