@@ -77,7 +77,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(ads)
-        .add_service(ManagementApi::new(cache_for_api, args.strict).into_service())
+        .add_service(
+            ManagementApi::new(cache_for_api, args.strict)
+                .with_shutdown(shutdown.clone())
+                .into_service(),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(xds), async move {
             let _ = stop.wait_for(|s| *s).await;
         });

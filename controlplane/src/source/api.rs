@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use futures::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -33,6 +33,8 @@ pub struct ManagementApi {
     cache: SnapshotCache,
     strict: bool,
     versions: Arc<Mutex<ApiVersions>>,
+    /// WatchGroup streams end when this becomes true (server shutdown).
+    shutdown: Option<watch::Receiver<bool>>,
 }
 
 /// Version bookkeeping: a monotonic sequence, and each group's content hash so that setting
@@ -50,7 +52,15 @@ impl ManagementApi {
             cache,
             strict,
             versions: Arc::default(),
+            shutdown: None,
         }
+    }
+
+    /// Ends every WatchGroup stream when `shutdown` becomes true, so a server shutting down
+    /// does not wait for watchers that never hang up.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
     }
 
     pub fn into_service(self) -> ManagementServer<Self> {
@@ -176,6 +186,16 @@ impl ManagementApi {
     }
 }
 
+/// Resolves once `shutdown` says stop (never without a receiver).
+async fn stopped(shutdown: &mut Option<watch::Receiver<bool>>) {
+    match shutdown {
+        Some(rx) => {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 type GroupStream = Pin<Box<dyn Stream<Item = Result<Group, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -209,6 +229,7 @@ impl Management for ManagementApi {
         let (tx, rx) = mpsc::channel(4);
         let api = self.clone();
         let mut generation = self.cache.subscribe();
+        let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut last: Option<(String, String)> = None;
             loop {
@@ -225,6 +246,7 @@ impl Management for ManagementApi {
                 tokio::select! {
                     changed = generation.changed() => if changed.is_err() { return },
                     _ = tx.closed() => return,
+                    _ = stopped(&mut shutdown) => return,
                 }
             }
         });

@@ -145,7 +145,8 @@ fn strict_turns_warnings_into_errors() {
 #[tokio::test]
 async fn watch_group_over_grpc_sends_each_new_version() {
     let cache = SnapshotCache::new();
-    let api = ManagementApi::new(cache.clone(), false);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let api = ManagementApi::new(cache.clone(), false).with_shutdown(shutdown);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(
@@ -203,5 +204,11 @@ async fn watch_group_over_grpc_sends_each_new_version() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
+    // Shutdown ends the watch stream cleanly.
+    stop.send(true).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap();
+    assert!(end.is_none(), "{end:?}");
     server.abort();
 }
