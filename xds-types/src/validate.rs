@@ -12,11 +12,13 @@
 //! not_contains/in/not_in` and the HTTP header name/value well-known rules, bytes lengths, enum
 //! `defined_only/in/not_in`, repeated `min_items/max_items/items`, map `min_pairs/max_pairs`,
 //! duration/timestamp and `any` `required` and bounds, `ignore_empty`, message `skip`, map
-//! `keys`/`values`, the hostname/ip/ipv4/ipv6/address string formats. Not covered (no Envoy
-//! resource field we serve relies on them): string `pattern` regexes, email/uri/uuid formats.
+//! `keys`/`values`, the hostname/ip/ipv4/ipv6/address string formats. string `pattern`
+//! (RE2 via the regex crate). Not covered (no Envoy resource field relies on them):
+//! email/uri/uuid formats, timestamp `lt_now/gt_now/within`.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 use prost::{Message, Name};
 use prost_reflect::{
@@ -508,6 +510,11 @@ impl Checker {
         if let Some(c) = text("const").filter(|c| c != s) {
             return Err(self.fail(format!("value must equal {c:?}")));
         }
+        if let Some(p) = text("pattern")
+            && !pattern_matches(&p, s)
+        {
+            return Err(self.fail(format!("value must match the pattern {p:?}, got {s:?}")));
+        }
         if let Some(p) = text("prefix").filter(|p| !s.starts_with(p.as_str())) {
             return Err(self.fail(format!("value must start with {p:?}")));
         }
@@ -590,6 +597,19 @@ impl Checker {
 
 /// A length rule: its limit (when set), the comparison, what is counted, the actual count.
 type LengthCheck<'a> = (Option<u64>, fn(u64, u64) -> bool, &'a str, u64);
+
+/// Whether `s` matches a rule's `pattern` (RE2 syntax, which the regex crate follows). The
+/// patterns come from the API's descriptors, so the cache holds at most one entry per pattern
+/// the API has; a pattern that does not compile here fails open (it is the API's, not a peer's).
+fn pattern_matches(pattern: &str, s: &str) -> bool {
+    static CACHE: LazyLock<Mutex<HashMap<String, Option<regex::Regex>>>> =
+        LazyLock::new(Mutex::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let re = cache
+        .entry(pattern.to_string())
+        .or_insert_with(|| regex::Regex::new(pattern).ok());
+    re.as_ref().is_none_or(|re| re.is_match(s))
+}
 
 /// RFC 1034 hostname as PGV checks it: at most 253 characters, labels of 1 to 63 letters,
 /// digits and hyphens, not starting or ending with a hyphen; one trailing dot allowed.

@@ -194,3 +194,55 @@ fn integer_bounds_are_exact_and_in_lists_are_shown() {
     .unwrap_err();
     assert!(err.reason.ends_with("got 65536"), "{err}");
 }
+
+#[test]
+fn string_patterns() {
+    // RouteMatch.path_separated_prefix: pattern "^[^?#]+[^?#/]$".
+    let route = |prefix: &str| {
+        let yaml = format!(
+            "name: r\nvirtual_hosts: [ {{ name: v, domains: ['*'], routes: [ {{ match: {{ path_separated_prefix: \"{prefix}\" }}, route: {{ cluster: c }} }} ] }} ]\n"
+        );
+        validate_message(&from_yaml_str::<RouteConfiguration>(&yaml).unwrap())
+    };
+    route("/api").unwrap();
+    let err = route("/api/").unwrap_err();
+    assert_eq!(
+        err.path,
+        "virtual_hosts[0].routes[0].match.path_separated_prefix"
+    );
+    assert!(
+        err.reason.starts_with("value must match the pattern"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_pattern_of_the_api_compiles() {
+    let Some(ext) = EXT.field_rules.clone() else {
+        panic!("validate.rules is not in the pool");
+    };
+    let mut patterns = 0;
+    for message in descriptors::pool().all_messages() {
+        for field in message.fields() {
+            let options = field.options();
+            if !options.has_extension(&ext) {
+                continue;
+            }
+            let rules = options.get_extension(&ext);
+            let pattern = rules
+                .as_message()
+                .and_then(|r| r.get_field_by_name("string"))
+                .and_then(|s| s.as_message().cloned())
+                .filter(|s| s.has_field_by_name("pattern"))
+                .and_then(|s| {
+                    s.get_field_by_name("pattern")
+                        .and_then(|p| p.as_str().map(str::to_string))
+                });
+            if let Some(p) = pattern {
+                patterns += 1;
+                assert!(regex::Regex::new(&p).is_ok(), "{}: {p}", field.full_name());
+            }
+        }
+    }
+    assert!(patterns > 10, "only {patterns} patterns found");
+}
