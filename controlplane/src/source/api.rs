@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 use xds_mesh::management::v1::management_server::{Management, ManagementServer};
 use xds_mesh::management::v1::{
-    GetGroupRequest, Group, Selector, SetGroupRequest, SetGroupResponse,
+    DeleteGroupResponse, GetGroupRequest, Group, Selector, SetGroupRequest, SetGroupResponse,
 };
 
 use super::check;
@@ -133,7 +133,7 @@ impl ManagementApi {
             .groups()
             .into_iter()
             .find(|(o, g)| *o == Origin::Api && g.name == req.group);
-        if let Some((_, group)) = current.filter(|(_, g)| g.selector == selector)
+        if let Some((_, group)) = current.as_ref().filter(|(_, g)| g.selector == selector)
             && versions.hashes.get(&req.group) == Some(&hash)
         {
             return Ok(SetGroupResponse {
@@ -143,8 +143,11 @@ impl ManagementApi {
         }
         versions.sequence += 1;
         let version = format!("api-{}-{}", versions.sequence, &hash[..8]);
-        let snapshot = Snapshot::new(version.clone(), anys)
+        let mut snapshot = Snapshot::new(version.clone(), anys)
             .map_err(|e| Status::invalid_argument(format!("{}: {e}", origin.display())))?;
+        if let Some((_, previous)) = &current {
+            snapshot = snapshot.with_parent(&previous.snapshot);
+        }
         versions.hashes.insert(req.group.clone(), hash);
         info!(group = %req.group, %version, skip_checks = req.skip_checks, "group set through the management API");
         self.cache.set_group(
@@ -156,6 +159,26 @@ impl ManagementApi {
             },
         );
         Ok(SetGroupResponse { version, warnings })
+    }
+
+    /// Removes an API group; `None` when there is none of that name.
+    pub fn delete(&self, name: &str) -> Option<String> {
+        // Under the versions lock, like `set`, so a concurrent set is not lost.
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        let (api, _files): (Vec<_>, Vec<_>) = self
+            .cache
+            .groups()
+            .into_iter()
+            .partition(|(o, _)| *o == Origin::Api);
+        let (gone, kept): (Vec<_>, Vec<_>) = api
+            .into_iter()
+            .map(|(_, g)| g)
+            .partition(|g| g.name == name);
+        let version = gone.first()?.snapshot.version.clone();
+        versions.hashes.remove(name);
+        self.cache.set_groups(Origin::Api, kept);
+        info!(group = %name, %version, "group deleted through the management API");
+        Some(version)
     }
 
     /// The group as served now.
@@ -215,6 +238,16 @@ impl Management for ManagementApi {
         self.get(&name)
             .map(Response::new)
             .ok_or_else(|| Status::not_found(format!("no group \"{name}\"")))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<GetGroupRequest>,
+    ) -> Result<Response<DeleteGroupResponse>, Status> {
+        let name = request.into_inner().group;
+        self.delete(&name)
+            .map(|version| Response::new(DeleteGroupResponse { version }))
+            .ok_or_else(|| Status::not_found(format!("no group \"{name}\" set through this API")))
     }
 
     type WatchGroupStream = GroupStream;

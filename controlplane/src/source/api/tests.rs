@@ -81,6 +81,10 @@ fn set_then_get_and_same_content_keeps_the_version() {
     assert!(v2.starts_with("api-2-"), "{v2}");
     assert_eq!(cache.group("edge").unwrap().snapshot.version, v2);
     assert!(api.get("nope").is_none());
+    // Delete: the group goes, a file group of the same name is not the API's to delete.
+    assert_eq!(api.delete("edge"), Some(v2));
+    assert!(cache.group("edge").is_none());
+    assert_eq!(api.delete("edge"), None);
 }
 
 #[test]
