@@ -3,7 +3,8 @@
 // anything for 25 minutes. Build on it and extend it; do not replace it with a parallel version.
 // Still open in the controlplane: the management API service (source/api.rs, wired in
 // cli/serve.rs) and more tests. The lead removes this note.
-//! Where snapshots come from: the watched config directory (and, later, the management API).
+//! Where snapshots come from: the watched config directory ([`files`], [`watch`]) and the
+//! management API ([`api`]), both through the same checks ([`check`]).
 //!
 //! Loading is all-or-nothing per directory: a file that does not parse or a group that fails
 //! its checks leaves every group as it was, and the error (file, resource, field) goes to the
@@ -93,12 +94,16 @@ impl Versioner {
             let hash = crate::cache::snapshot::content_version(&bytes);
             let snapshot = match self.previous.get(&name) {
                 Some((h, s)) if *h == hash => s.clone(),
-                _ => {
+                previous => {
                     let version = format!("{}-{}", self.sequence, &hash[..8]);
-                    Arc::new(
-                        Snapshot::new(version, anys)
-                            .map_err(|e| vec![format!("group \"{name}\": {e}")])?,
-                    )
+                    let snapshot = Snapshot::new(version, anys)
+                        .map_err(|e| vec![format!("group \"{name}\": {e}")])?;
+                    // What changed since the group's last snapshot: streams holding that one
+                    // look only at these names.
+                    Arc::new(match previous {
+                        Some((_, p)) => snapshot.with_parent(p),
+                        None => snapshot,
+                    })
                 }
             };
             next.insert(name.clone(), (hash, snapshot.clone()));
