@@ -252,3 +252,29 @@ fn unchanged_content_keeps_its_version() {
     assert_eq!(cache.group("default").unwrap().snapshot.version, first);
     assert_eq!(status.get().loads, 2);
 }
+
+#[tokio::test]
+async fn a_storm_of_writes_is_coalesced() {
+    let dir = config_dir();
+    let w = start(dir.path()).await;
+    let before = w.status.get().loads;
+    // 100 writes as fast as the disk takes them: far fewer reloads, and the last one wins.
+    for i in 0..100 {
+        fs::write(
+            dir.path().join("routes.yaml"),
+            routes(&format!("n{i}.example")),
+        )
+        .unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(2), || served_domain(&w.cache)
+            == "n99.example")
+        .await
+    );
+    let reloads = w.status.get().loads - before;
+    assert!(
+        (1..=10).contains(&reloads),
+        "{reloads} reloads for 100 writes"
+    );
+    w.task.abort();
+}
