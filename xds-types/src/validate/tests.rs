@@ -169,12 +169,12 @@ fn numeric_bounds_on_wrapper_types_and_oneof_required() {
 
 #[test]
 fn hostnames() {
-    assert!(valid_hostname("example.com"));
-    assert!(valid_hostname("a-b.example.com."));
-    assert!(!valid_hostname("-a.example.com"));
-    assert!(!valid_hostname("a..b"));
-    assert!(!valid_hostname("under_score.com"));
-    assert!(!valid_hostname(&"a".repeat(64)));
+    assert!(string::valid_hostname("example.com"));
+    assert!(string::valid_hostname("a-b.example.com."));
+    assert!(!string::valid_hostname("-a.example.com"));
+    assert!(!string::valid_hostname("a..b"));
+    assert!(!string::valid_hostname("under_score.com"));
+    assert!(!string::valid_hostname(&"a".repeat(64)));
 }
 
 #[test]
