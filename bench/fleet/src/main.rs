@@ -43,7 +43,13 @@ struct Args {
     /// Give up waiting for convergence after this many seconds.
     #[arg(long, default_value_t = 120)]
     deadline: u64,
+    /// Only write the generated snapshot into this directory and exit (for profiling the
+    /// controlplane's load path with `controlplane validate`).
+    #[arg(long)]
+    write_config: Option<PathBuf>,
 }
+
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 struct Controlplane {
     child: Child,
@@ -54,6 +60,7 @@ struct Controlplane {
 
 impl Drop for Controlplane {
     fn drop(&mut self) {
+        STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -182,7 +189,10 @@ async fn connect(
         events.push(ev.clone());
         let channel = channels[id / per_connection].clone();
         tokio::spawn(async move {
-            if let Err(e) = client::run(channel, mode, id, clusters, ev).await {
+            // Once a run is over its controlplane is stopped: those errors are expected.
+            if let Err(e) = client::run(channel, mode, id, clusters, ev).await
+                && !STOPPING.load(std::sync::atomic::Ordering::Relaxed)
+            {
                 eprintln!("client {id}: {e}");
             }
         });
@@ -197,6 +207,7 @@ async fn run_one(args: &Args, n: usize, mode: Mode) -> anyhow::Result<()> {
         routes: args.routes,
         svc0_port: 30000,
     };
+    STOPPING.store(false, std::sync::atomic::Ordering::Relaxed);
     let cp = Controlplane::start(&args.controlplane, &shape)?;
     let deadline = Duration::from_secs(args.deadline);
     let t0 = Instant::now();
@@ -331,6 +342,15 @@ fn report(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.write_config {
+        let shape = Shape {
+            clusters: args.clusters,
+            endpoints: args.endpoints,
+            routes: args.routes,
+            svc0_port: 30000,
+        };
+        return config::write(dir, &shape);
+    }
     let modes = match args.mode.as_str() {
         "sotw" => vec![Mode::Sotw],
         "delta" => vec![Mode::Delta],

@@ -39,6 +39,15 @@ pub enum SnapshotError {
 pub struct Snapshot {
     pub version: String,
     resources: HashMap<String, ResourceMap>,
+    /// What changed since the snapshot this one replaced (see [`Snapshot::with_parent`]).
+    changes: Option<Changes>,
+}
+
+/// The names, per type, that were added, changed or removed since a parent snapshot.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    pub parent_version: String,
+    pub names: HashMap<String, Vec<String>>,
 }
 
 impl Snapshot {
@@ -67,7 +76,42 @@ impl Snapshot {
         Ok(Snapshot {
             version: version.into(),
             resources: by_type,
+            changes: None,
         })
+    }
+
+    /// Records what changed since `parent`, the snapshot this one replaces for the same nodes.
+    /// A stream whose client is known to hold exactly `parent` then only looks at those names,
+    /// so a one-endpoint change costs each stream O(1), not O(resources).
+    pub fn with_parent(mut self, parent: &Snapshot) -> Self {
+        let mut names: HashMap<String, Vec<String>> = HashMap::new();
+        let urls: std::collections::BTreeSet<&String> = self
+            .resources
+            .keys()
+            .chain(parent.resources.keys())
+            .collect();
+        for url in urls {
+            let (new, old) = (self.resources(url), parent.resources(url));
+            let mut changed: Vec<String> = new
+                .values()
+                .filter(|r| old.get(&r.name).map(|o| &o.version) != Some(&r.version))
+                .map(|r| r.name.clone())
+                .collect();
+            changed.extend(old.keys().filter(|n| !new.contains_key(*n)).cloned());
+            if !changed.is_empty() {
+                names.insert(url.clone(), changed);
+            }
+        }
+        self.changes = Some(Changes {
+            parent_version: parent.version.clone(),
+            names,
+        });
+        self
+    }
+
+    /// What changed since the parent snapshot, if it was recorded.
+    pub fn changes(&self) -> Option<&Changes> {
+        self.changes.as_ref()
     }
 
     /// The resources of one type (empty when the snapshot has none).

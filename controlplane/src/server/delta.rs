@@ -15,6 +15,8 @@ use xds_types::type_url;
 
 use super::Outcome;
 use super::stream::TypeSubscription;
+use std::sync::Arc;
+
 use crate::cache::Snapshot;
 
 #[derive(Debug, Default)]
@@ -39,7 +41,7 @@ impl DeltaState {
     pub fn on_request(
         &mut self,
         req: &DeltaDiscoveryRequest,
-        snapshot: Option<&Snapshot>,
+        snapshot: Option<&Arc<Snapshot>>,
     ) -> (Outcome, Option<DeltaDiscoveryResponse>) {
         let url = req.type_url.as_str();
         let state = self.types.entry(url.to_string()).or_default();
@@ -58,34 +60,28 @@ impl DeltaState {
             _ => Outcome::Stale,
         };
         let first = !state.started;
+        let (mut wildcard, mut names) = (state.sub.wildcard, state.sub.names.clone());
         if first {
             state.started = true;
             // What the client already has, from a previous stream.
-            state.sub.sent = req.initial_resource_versions.clone();
-            if req.resource_names_subscribe.is_empty() && type_url::is_full_state(url) {
-                state.sub.wildcard = true;
-            }
+            state.sub.set_initial(&req.initial_resource_versions);
+            wildcard = req.resource_names_subscribe.is_empty() && type_url::is_full_state(url);
         }
-        let mut changed = false;
         for name in &req.resource_names_subscribe {
-            changed |= if name == "*" {
-                !std::mem::replace(&mut state.sub.wildcard, true)
+            if name == "*" {
+                wildcard = true;
             } else {
-                state.sub.names.insert(name.clone())
-            };
+                names.insert(name.clone());
+            }
         }
         for name in &req.resource_names_unsubscribe {
             if name == "*" {
-                changed |= std::mem::replace(&mut state.sub.wildcard, false);
+                wildcard = false;
             } else {
-                changed |= state.sub.names.remove(name);
-                state.sub.sent.remove(name);
+                names.remove(name);
             }
         }
-        if !state.sub.wildcard {
-            let names = &state.sub.names;
-            state.sub.sent.retain(|n, _| names.contains(n));
-        }
+        let changed = state.sub.set_names(url, wildcard, names);
         // The first request of a wildcard type is always answered (the client waits for it);
         // subscription changes are answered with what they add; ACKs and NACKs alone are not.
         let response = match snapshot {
@@ -96,7 +92,7 @@ impl DeltaState {
     }
 
     /// The responses a new snapshot calls for, in ADS order.
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+    pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<DeltaDiscoveryResponse> {
         let mut urls: Vec<String> = self.types.keys().cloned().collect();
         urls.sort_by_key(|u| {
             type_url::ALL
@@ -112,15 +108,15 @@ impl DeltaState {
     fn respond(
         &mut self,
         url: &str,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
         first: bool,
     ) -> Option<DeltaDiscoveryResponse> {
         let state = self.types.get_mut(url)?;
-        let diff = state.sub.diff(snapshot.resources(url));
+        let diff = state.sub.diff(snapshot, url);
+        state.sub.mark_sent(snapshot);
         if diff.is_empty() && !(first && state.sub.wildcard) {
             return None;
         }
-        state.sub.mark_sent(&diff);
         self.nonce += 1;
         self.version = snapshot.version.clone();
         let nonce = self.nonce.to_string();

@@ -88,7 +88,8 @@ impl AdsServer {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let (tx, rx) = mpsc::channel(8);
+        // One response queued per stream: a slow client holds back its own stream, not memory.
+        let (tx, rx) = mpsc::channel(1);
         let handle = self.proxies.connect(P::KIND, peer);
         let run = drive::<P>(
             request.into_inner(),
@@ -132,9 +133,9 @@ trait Protocol: Default + Send + 'static {
     fn on_request(
         &mut self,
         req: &Self::Req,
-        snapshot: Option<&Snapshot>,
+        snapshot: Option<&Arc<Snapshot>>,
     ) -> (Outcome, Option<Self::Resp>);
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Resp>;
+    fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Self::Resp>;
     /// Type URL, version and nonce of a response.
     fn sent(resp: &Self::Resp) -> (&str, &str, &str);
     fn subscription(&self, url: &str) -> Option<(bool, Vec<String>)>;
@@ -153,11 +154,11 @@ impl Protocol for sotw::SotwState {
     fn on_request(
         &mut self,
         req: &Self::Req,
-        snapshot: Option<&Snapshot>,
+        snapshot: Option<&Arc<Snapshot>>,
     ) -> (Outcome, Option<Self::Resp>) {
         sotw::SotwState::on_request(self, req, snapshot)
     }
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Resp> {
+    fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Self::Resp> {
         sotw::SotwState::on_snapshot(self, snapshot)
     }
     fn sent(resp: &Self::Resp) -> (&str, &str, &str) {
@@ -181,11 +182,11 @@ impl Protocol for delta::DeltaState {
     fn on_request(
         &mut self,
         req: &Self::Req,
-        snapshot: Option<&Snapshot>,
+        snapshot: Option<&Arc<Snapshot>>,
     ) -> (Outcome, Option<Self::Resp>) {
         delta::DeltaState::on_request(self, req, snapshot)
     }
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Resp> {
+    fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Self::Resp> {
         delta::DeltaState::on_snapshot(self, snapshot)
     }
     fn sent(resp: &Self::Resp) -> (&str, &str, &str) {
@@ -237,7 +238,7 @@ async fn drive<P: Protocol>(
                     node = Some(n);
                 }
                 let url = P::type_url(&req).to_string();
-                let (outcome, response) = state.on_request(&req, snapshot.as_deref());
+                let (outcome, response) = state.on_request(&req, snapshot.as_ref());
                 record(&handle, node.as_ref(), &url, &outcome, state.subscription(&url));
                 if let Some(r) = response && !send::<P>(&tx, &handle, r).await {
                     break;

@@ -12,6 +12,8 @@ use xds_types::type_url;
 
 use super::Outcome;
 use super::stream::TypeSubscription;
+use std::sync::Arc;
+
 use crate::cache::Snapshot;
 
 #[derive(Debug, Default)]
@@ -34,7 +36,7 @@ impl SotwState {
     pub fn on_request(
         &mut self,
         req: &DiscoveryRequest,
-        snapshot: Option<&Snapshot>,
+        snapshot: Option<&Arc<Snapshot>>,
     ) -> (Outcome, Option<DiscoveryResponse>) {
         let url = req.type_url.as_str();
         let state = self.types.entry(url.to_string()).or_default();
@@ -61,7 +63,7 @@ impl SotwState {
             .filter(|n| *n != "*")
             .cloned()
             .collect();
-        let changed = state.sub.set_names(wildcard, names);
+        let changed = state.sub.set_names(url, wildcard, names);
         // A first request is always answered for LDS/CDS (an empty set is an answer the client
         // waits for); a change of names is answered at once; an ACK or a NACK alone is not: a
         // NACK is not a request for a resend.
@@ -74,7 +76,7 @@ impl SotwState {
     }
 
     /// The responses a new snapshot calls for, in ADS order (CDS, EDS, LDS, RDS, SDS).
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+    pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<DiscoveryResponse> {
         let mut urls: Vec<String> = self.types.keys().cloned().collect();
         urls.sort_by_key(|u| {
             type_url::ALL
@@ -90,12 +92,12 @@ impl SotwState {
     fn respond(
         &mut self,
         url: &str,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
         requested: bool,
     ) -> Option<DiscoveryResponse> {
         let state = self.types.get_mut(url)?;
         let resources = snapshot.resources(url);
-        let diff = state.sub.diff(resources);
+        let diff = state.sub.diff(snapshot, url);
         let full = type_url::is_full_state(url);
         let send = if full {
             !diff.is_empty() || (requested && state.sub.wildcard)
@@ -104,7 +106,7 @@ impl SotwState {
         };
         if !send {
             // Removed RDS/EDS/SDS names need no message in SotW: forget them.
-            state.sub.mark_sent(&diff);
+            state.sub.mark_sent(snapshot);
             return None;
         }
         let anys = if full {
@@ -116,7 +118,7 @@ impl SotwState {
         } else {
             diff.changed.iter().map(|r| r.any.clone()).collect()
         };
-        state.sub.mark_sent(&diff);
+        state.sub.mark_sent(snapshot);
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         state.last = Some((nonce.clone(), snapshot.version.clone()));

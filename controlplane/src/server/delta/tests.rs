@@ -4,7 +4,7 @@ use xds_types::Resource;
 use xds_types::pb::envoy::config::cluster::v3::Cluster;
 use xds_types::pb::google::rpc::Status;
 
-fn snapshot(version: &str, clusters: &[(&str, i64)]) -> Snapshot {
+fn snapshot(version: &str, clusters: &[(&str, i64)]) -> std::sync::Arc<Snapshot> {
     let anys = clusters
         .iter()
         .map(|(c, t)| {
@@ -19,7 +19,7 @@ fn snapshot(version: &str, clusters: &[(&str, i64)]) -> Snapshot {
             .to_any()
         })
         .collect();
-    Snapshot::new(version, anys).unwrap()
+    std::sync::Arc::new(Snapshot::new(version, anys).unwrap())
 }
 
 fn req(sub: &[&str], unsub: &[&str], nonce: &str) -> DeltaDiscoveryRequest {

@@ -5,7 +5,7 @@ use xds_types::pb::envoy::config::cluster::v3::Cluster;
 use xds_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_types::pb::google::rpc::Status;
 
-fn snapshot(version: &str, clusters: &[&str], cla_tag: &str) -> Snapshot {
+fn snapshot(version: &str, clusters: &[&str], cla_tag: &str) -> std::sync::Arc<Snapshot> {
     let mut anys: Vec<_> = clusters
         .iter()
         .map(|c| {
@@ -25,7 +25,7 @@ fn snapshot(version: &str, clusters: &[&str], cla_tag: &str) -> Snapshot {
         }
         .to_any()
     }));
-    Snapshot::new(version, anys).unwrap()
+    std::sync::Arc::new(Snapshot::new(version, anys).unwrap())
 }
 
 fn req(url: &str, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
@@ -78,7 +78,7 @@ fn wildcard_cds_gets_the_full_set_then_ack_sends_nothing() {
 
 #[test]
 fn empty_snapshot_still_answers_the_first_wildcard_request() {
-    let s = Snapshot::new("0", vec![]).unwrap();
+    let s = std::sync::Arc::new(Snapshot::new("0", vec![]).unwrap());
     let mut st = SotwState::default();
     let (_, r) = st.on_request(&req(type_url::LISTENER, &[], "", ""), Some(&s));
     assert_eq!(r.unwrap().resources.len(), 0);
@@ -167,7 +167,7 @@ fn eds_sends_only_names_asked_for_and_only_what_changed() {
             .to_any(),
         );
     }
-    let s2 = Snapshot::new("2", anys).unwrap();
+    let s2 = std::sync::Arc::new(Snapshot::new("2", anys).unwrap());
     let rs = st.on_snapshot(&s2);
     assert_eq!(rs.len(), 1);
     assert_eq!(
