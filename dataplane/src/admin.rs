@@ -1,0 +1,111 @@
+//! The admin endpoint (Envoy's admin API, the parts we have): `/ready`, `/server_info`,
+//! `/config_dump`, `/clusters`.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::runtime::Runtime;
+
+pub async fn serve(listener: TcpListener, runtime: Arc<Runtime>, node_id: String) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (runtime, node_id) = (runtime.clone(), node_id.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let reply = handle(req.uri().path(), &runtime, &node_id);
+                async move { Ok::<_, Infallible>(reply) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn handle(path: &str, runtime: &Runtime, node_id: &str) -> Response<Full<Bytes>> {
+    let (status, body, json) = match path {
+        "/ready" if runtime.is_ready() => (StatusCode::OK, "LIVE\n".to_string(), false),
+        "/ready" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "PRE_INITIALIZING\n".to_string(),
+            false,
+        ),
+        "/server_info" => {
+            let state = if runtime.is_ready() {
+                "LIVE"
+            } else {
+                "PRE_INITIALIZING"
+            };
+            let info = serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "state": state, "node": { "id": node_id } });
+            (
+                StatusCode::OK,
+                serde_json::to_string_pretty(&info).unwrap_or_default(),
+                true,
+            )
+        }
+        "/config_dump" => {
+            let dump = runtime.dump.lock().map(|d| d.clone()).unwrap_or_default();
+            (
+                StatusCode::OK,
+                serde_json::to_string_pretty(&dump).unwrap_or_default(),
+                true,
+            )
+        }
+        "/clusters" => (StatusCode::OK, clusters(runtime), false),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "not found: /ready /server_info /config_dump /clusters\n".to_string(),
+            false,
+        ),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let ct = if json {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    if let Ok(v) = ct.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// Envoy's `/clusters` text: `cluster::host:port::stat::value`.
+fn clusters(runtime: &Runtime) -> String {
+    let snapshot = runtime.load();
+    let mut names: Vec<&String> = snapshot.clusters.keys().collect();
+    names.sort();
+    let mut out = String::new();
+    for name in names {
+        let c = &snapshot.clusters[name];
+        for h in &c.all {
+            let p = format!("{name}::{}", h.addr);
+            let _ = writeln!(out, "{p}::cx_active::{}", h.active.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{p}::rq_active::{}", h.active.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{p}::rq_total::{}", h.requests.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{p}::rq_error::{}", h.failures.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{p}::weight::{}", h.weight);
+            let _ = writeln!(
+                out,
+                "{p}::health_flags::{}",
+                if h.healthy {
+                    "healthy"
+                } else {
+                    "/eds_health_status"
+                }
+            );
+        }
+    }
+    out
+}

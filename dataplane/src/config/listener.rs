@@ -1,0 +1,296 @@
+//! Listener -> [`Listener`]: address, filter chains, and their network filter
+//! (http_connection_manager or tcp_proxy).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use xds_types::pb::envoy::config::listener::v3::{
+    FilterChain as XdsFilterChain, Listener as XdsListener, filter,
+};
+use xds_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager,
+    http_connection_manager::{CodecType, RouteSpecifier},
+    http_filter,
+};
+use xds_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+    TcpProxy as XdsTcpProxy, tcp_proxy,
+};
+
+use super::{
+    ConfigError, FieldError, FieldResult, RouteTable, duration, only_fields, socket_addr, unpack,
+    validate,
+};
+
+const HCM: &str =
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub chains: Vec<FilterChain>,
+    pub default_chain: Option<FilterChain>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FilterChain {
+    /// `filter_chain_match.destination_port`, when set.
+    pub destination_port: Option<u16>,
+    pub filter: NetworkFilter,
+}
+
+#[derive(Debug, Clone)]
+pub enum NetworkFilter {
+    Http(Arc<HttpManager>),
+    Tcp(TcpProxy),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpManager {
+    pub stat_prefix: String,
+    pub codec: Codec,
+    pub routes: RouteSource,
+    pub use_remote_address: bool,
+    pub xff_num_trusted_hops: u32,
+    pub skip_xff_append: bool,
+    pub generate_request_id: bool,
+    pub websocket: bool,
+    pub server_name: String,
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Auto,
+    Http1,
+    Http2,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteSource {
+    /// A route configuration by name, from RDS.
+    Rds(String),
+    Inline(Arc<RouteTable>),
+}
+
+#[derive(Debug, Clone)]
+pub struct TcpProxy {
+    pub stat_prefix: String,
+    pub cluster: String,
+    pub idle_timeout: Option<Duration>,
+}
+
+impl TryFrom<&XdsListener> for Listener {
+    type Error = ConfigError;
+
+    fn try_from(l: &XdsListener) -> Result<Self, ConfigError> {
+        translate(l).map_err(|e| e.of("listener", &l.name))
+    }
+}
+
+fn translate(l: &XdsListener) -> FieldResult<Listener> {
+    validate(l)?;
+    // listener_filters: tls_inspector / http_inspector only feed filter chain matching on
+    // transport or application protocol, which we refuse below, so they change nothing.
+    only_fields(
+        l,
+        &[
+            "name",
+            "address",
+            "filter_chains",
+            "default_filter_chain",
+            "stat_prefix",
+            "listener_filters",
+        ],
+    )?;
+    let address = socket_addr(l.address.as_ref()).map_err(|e| e.within("address"))?;
+    let chains = l
+        .filter_chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| chain(c).map_err(|e| e.within(&format!("filter_chains[{i}]"))))
+        .collect::<FieldResult<Vec<_>>>()?;
+    let default_chain = l
+        .default_filter_chain
+        .as_ref()
+        .map(chain)
+        .transpose()
+        .map_err(|e| e.within("default_filter_chain"))?;
+    Ok(Listener {
+        name: l.name.clone(),
+        address,
+        chains,
+        default_chain,
+    })
+}
+
+fn chain(c: &XdsFilterChain) -> FieldResult<FilterChain> {
+    only_fields(c, &["filter_chain_match", "filters", "name"])?;
+    let destination_port = match &c.filter_chain_match {
+        Some(m) => {
+            only_fields(m, &["destination_port"]).map_err(|e| e.within("filter_chain_match"))?;
+            m.destination_port.as_ref().map(|p| p.value as u16)
+        }
+        None => None,
+    };
+    let [f] = c.filters.as_slice() else {
+        return Err(FieldError::new(
+            "filters",
+            "exactly one network filter (http_connection_manager or tcp_proxy) is supported",
+        ));
+    };
+    let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+        return Err(FieldError::new("filters[0].typed_config", "required"));
+    };
+    let at = "filters[0].typed_config";
+    let filter = match xds_types::type_url::message_name(&any.type_url) {
+        HCM => NetworkFilter::Http(Arc::new(
+            hcm(&unpack(any).map_err(|e| e.within(at))?).map_err(|e| e.within(at))?,
+        )),
+        TCP_PROXY => NetworkFilter::Tcp(
+            tcp(&unpack(any).map_err(|e| e.within(at))?).map_err(|e| e.within(at))?,
+        ),
+        other => {
+            return Err(FieldError::new(
+                at,
+                format!("network filter {other} is not supported"),
+            ));
+        }
+    };
+    Ok(FilterChain {
+        destination_port,
+        filter,
+    })
+}
+
+fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
+    only_fields(
+        h,
+        &[
+            "codec_type",
+            "stat_prefix",
+            "http_filters",
+            "route_specifier",
+            "rds",
+            "route_config",
+            "use_remote_address",
+            "xff_num_trusted_hops",
+            "skip_xff_append",
+            "generate_request_id",
+            "upgrade_configs",
+            "server_name",
+            "common_http_protocol_options",
+        ],
+    )?;
+    let codec = match CodecType::try_from(h.codec_type) {
+        Ok(CodecType::Auto) => Codec::Auto,
+        Ok(CodecType::Http1) => Codec::Http1,
+        Ok(CodecType::Http2) => Codec::Http2,
+        _ => {
+            return Err(FieldError::new(
+                "codec_type",
+                "only AUTO, HTTP1 and HTTP2 are supported",
+            ));
+        }
+    };
+    for (i, f) in h.http_filters.iter().enumerate() {
+        let ty = match &f.config_type {
+            Some(http_filter::ConfigType::TypedConfig(any)) => {
+                xds_types::type_url::message_name(&any.type_url).to_string()
+            }
+            _ => String::new(),
+        };
+        if ty != ROUTER {
+            return Err(FieldError::new(
+                format!("http_filters[{i}]"),
+                format!("HTTP filter \"{}\" ({ty}) is not supported yet", f.name),
+            ));
+        }
+    }
+    if h.http_filters.last().is_none() {
+        return Err(FieldError::new(
+            "http_filters",
+            "the router filter is required",
+        ));
+    }
+    let routes = match &h.route_specifier {
+        Some(RouteSpecifier::Rds(rds)) => RouteSource::Rds(rds.route_config_name.clone()),
+        Some(RouteSpecifier::RouteConfig(rc)) => RouteSource::Inline(Arc::new(
+            RouteTable::try_from(rc).map_err(|e| FieldError::new("route_config", e.to_string()))?,
+        )),
+        _ => {
+            return Err(FieldError::new(
+                "route_specifier",
+                "rds or route_config is required",
+            ));
+        }
+    };
+    let mut websocket = false;
+    for (i, u) in h.upgrade_configs.iter().enumerate() {
+        if !u.upgrade_type.eq_ignore_ascii_case("websocket") {
+            return Err(FieldError::new(
+                format!("upgrade_configs[{i}].upgrade_type"),
+                "only websocket is supported",
+            ));
+        }
+        websocket = u.enabled.as_ref().is_none_or(|e| e.value);
+    }
+    let idle_timeout = h
+        .common_http_protocol_options
+        .as_ref()
+        .and_then(|o| o.idle_timeout.as_ref())
+        .map(duration);
+    Ok(HttpManager {
+        stat_prefix: h.stat_prefix.clone(),
+        codec,
+        routes,
+        use_remote_address: h.use_remote_address.as_ref().is_some_and(|b| b.value),
+        xff_num_trusted_hops: h.xff_num_trusted_hops,
+        skip_xff_append: h.skip_xff_append,
+        generate_request_id: h.generate_request_id.as_ref().is_none_or(|b| b.value),
+        websocket,
+        server_name: if h.server_name.is_empty() {
+            "envoy".to_string()
+        } else {
+            h.server_name.clone()
+        },
+        // Envoy's default connection idle timeout is 1 hour.
+        idle_timeout: idle_timeout
+            .or(Some(Duration::from_secs(3600)))
+            .filter(|d| !d.is_zero()),
+    })
+}
+
+fn tcp(t: &XdsTcpProxy) -> FieldResult<TcpProxy> {
+    only_fields(
+        t,
+        &[
+            "stat_prefix",
+            "cluster_specifier",
+            "cluster",
+            "idle_timeout",
+        ],
+    )?;
+    let cluster = match &t.cluster_specifier {
+        Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => c.clone(),
+        _ => {
+            return Err(FieldError::new(
+                "cluster",
+                "a cluster is required (weighted_clusters is not supported yet)",
+            ));
+        }
+    };
+    let idle_timeout = match &t.idle_timeout {
+        // Envoy's default tcp_proxy idle timeout is 1 hour; 0 disables it.
+        None => Some(Duration::from_secs(3600)),
+        Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+    };
+    Ok(TcpProxy {
+        stat_prefix: t.stat_prefix.clone(),
+        cluster,
+        idle_timeout,
+    })
+}

@@ -1,0 +1,90 @@
+//! The one error type of the request path, and its mapping to what Envoy answers: the status,
+//! the body of its local reply, and its response flag (for logs). This file is the only place
+//! that decides them.
+
+use std::time::Duration;
+
+/// Who is to blame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Downstream,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    /// No virtual host or route matched (Envoy flag NR).
+    NoRoute,
+    /// The route names a cluster that does not exist (NC).
+    NoCluster(String),
+    /// The cluster has no healthy host (UH).
+    NoHealthyUpstream,
+    /// Connecting to the chosen host failed (UF).
+    ConnectFailure(String),
+    /// The upstream reset or closed before the response headers (UC).
+    Reset(String),
+    /// The route timeout (or per-try timeout, when no retry is left) passed (UT).
+    Timeout(Duration),
+    /// A request we will not forward (bad header, bad URI).
+    BadRequest(String),
+}
+
+impl ProxyError {
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::NoRoute | ProxyError::BadRequest(_) => Side::Downstream,
+            ProxyError::NoCluster(_) => Side::Internal,
+            _ => Side::Upstream,
+        }
+    }
+
+    /// Whether a retry policy may retry it: `connect-failure` for connect failures, `reset` for
+    /// resets, `5xx`/`gateway-error` for both (Envoy router docs, x-envoy-retry-on).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::ConnectFailure(_) | ProxyError::Reset(_) | ProxyError::Timeout(_)
+        )
+    }
+
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            ProxyError::NoRoute => S::NOT_FOUND,
+            ProxyError::NoCluster(_)
+            | ProxyError::NoHealthyUpstream
+            | ProxyError::ConnectFailure(_)
+            | ProxyError::Reset(_) => S::SERVICE_UNAVAILABLE,
+            ProxyError::Timeout(_) => S::GATEWAY_TIMEOUT,
+            ProxyError::BadRequest(_) => S::BAD_REQUEST,
+        }
+    }
+
+    /// The body of Envoy's local reply for it.
+    pub fn body(&self) -> String {
+        match self {
+            ProxyError::NoRoute | ProxyError::NoCluster(_) => String::new(),
+            ProxyError::NoHealthyUpstream => "no healthy upstream".into(),
+            ProxyError::ConnectFailure(reason) => {
+                format!("upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: {reason}")
+            }
+            ProxyError::Reset(_) => "upstream connect error or disconnect/reset before headers. reset reason: connection termination".into(),
+            ProxyError::Timeout(_) => "upstream request timeout".into(),
+            ProxyError::BadRequest(reason) => reason.clone(),
+        }
+    }
+
+    /// Envoy's response flag, as access logs show it.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "NR",
+            ProxyError::NoCluster(_) => "NC",
+            ProxyError::NoHealthyUpstream => "UH",
+            ProxyError::ConnectFailure(_) => "UF",
+            ProxyError::Reset(_) => "UC",
+            ProxyError::Timeout(_) => "UT",
+            ProxyError::BadRequest(_) => "DPE",
+        }
+    }
+}

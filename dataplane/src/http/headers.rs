@@ -1,0 +1,109 @@
+//! Header handling as Envoy does it: hop-by-hop headers stripped, x-forwarded-*, x-request-id,
+//! and the configured additions and removals.
+
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use crate::config::listener::HttpManager;
+use crate::config::route::HeaderRules;
+
+/// Connection-specific headers never forwarded (RFC 9110 7.6.1; Envoy strips the same).
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("te"),
+];
+
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    let te_trailers = headers
+        .get("te")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("trailers"));
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        if keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    // gRPC needs `te: trailers` to reach the upstream.
+    if te_trailers {
+        headers.insert("te", HeaderValue::from_static("trailers"));
+    }
+}
+
+/// x-forwarded-for, x-forwarded-proto and x-request-id on a request going upstream.
+pub fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, hcm: &HttpManager) {
+    if hcm.use_remote_address && !hcm.skip_xff_append {
+        let ip = peer.ip().to_string();
+        let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(existing) => format!("{existing},{ip}"),
+            None => ip,
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert("x-forwarded-for", v);
+        }
+    }
+    if hcm.use_remote_address || !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if hcm.generate_request_id && !headers.contains_key("x-request-id") {
+        headers.insert("x-request-id", request_id());
+    }
+}
+
+/// A random UUID v4, as Envoy's default request id extension makes.
+fn request_id() -> HeaderValue {
+    let b: [u8; 16] = rand::random();
+    let s = format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        u16::from_be_bytes([b[4], b[5]]),
+        u16::from_be_bytes([b[6], b[7]]) & 0x0fff,
+        (u16::from_be_bytes([b[8], b[9]]) & 0x3fff) | 0x8000,
+        u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]]),
+    );
+    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Applies the rules of each level, most specific first (route, virtual host, route
+/// configuration): Envoy's order, so the route configuration's values win on overwrite.
+pub fn apply_request(headers: &mut HeaderMap, levels: &[&HeaderRules]) {
+    for rules in levels {
+        apply(headers, &rules.request_add, &rules.request_remove);
+    }
+}
+
+pub fn apply_response(headers: &mut HeaderMap, levels: &[&HeaderRules]) {
+    for rules in levels {
+        apply(headers, &rules.response_add, &rules.response_remove);
+    }
+}
+
+fn apply(headers: &mut HeaderMap, add: &[crate::config::route::HeaderAdd], remove: &[HeaderName]) {
+    for name in remove {
+        headers.remove(name);
+    }
+    for a in add {
+        if a.if_absent {
+            if !headers.contains_key(&a.name) {
+                headers.insert(a.name.clone(), a.value.clone());
+            }
+        } else if a.append {
+            headers.append(a.name.clone(), a.value.clone());
+        } else {
+            headers.insert(a.name.clone(), a.value.clone());
+        }
+    }
+}

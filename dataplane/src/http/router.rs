@@ -1,0 +1,361 @@
+//! The router: from a request to a response. Route, then act: a direct response, a redirect,
+//! or forward to a cluster's host with the route's timeout and retry policy.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as _, Incoming};
+use rand::Rng;
+
+use super::error::ProxyError;
+use super::headers;
+use crate::config::listener::{HttpManager, RouteSource};
+use crate::config::route::{
+    Action, ClusterTarget, Forward, Redirect, RetryPolicy, Route, RouteTable, VirtualHost,
+};
+use crate::runtime::{Runtime, Snapshot};
+use crate::upstream::cluster::ActiveRequest;
+use crate::upstream::pool::{self, Body};
+
+/// Handles one request; never fails: errors become Envoy's local replies.
+pub async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    hcm: &HttpManager,
+    runtime: &Runtime,
+) -> Response<Body> {
+    let snapshot = runtime.load();
+    let table = match &hcm.routes {
+        RouteSource::Rds(name) => snapshot.config.routes.get(name).cloned(),
+        RouteSource::Inline(t) => Some(t.clone()),
+    };
+    let (parts, body) = req.into_parts();
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let Some(table) = table else {
+        return local_reply(hcm, &ProxyError::NoRoute, &[]);
+    };
+    let Some(vhost) = table.vhost(&host) else {
+        return local_reply(hcm, &ProxyError::NoRoute, &[]);
+    };
+    let Some(route) = vhost.route(&parts) else {
+        return local_reply(hcm, &ProxyError::NoRoute, &[]);
+    };
+    let levels = [&route.headers, &vhost.headers, &table.headers];
+    let mut response = match &route.action {
+        Action::Direct { status, body } => {
+            let mut r = Response::new(full(body.clone()));
+            *r.status_mut() = *status;
+            if !body.is_empty() {
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain"),
+                );
+            }
+            r
+        }
+        Action::Redirect(redirect) => redirect_reply(redirect, &parts, &host, route),
+        Action::Forward(fwd) => {
+            let request = Request::from_parts(parts, body);
+            match forward(request, peer, hcm, &snapshot, &table, vhost, route, fwd).await {
+                Ok(r) => r,
+                Err(e) => return local_reply(hcm, &e, &levels),
+            }
+        }
+    };
+    headers::apply_response(response.headers_mut(), &levels);
+    set_server(response.headers_mut(), hcm);
+    response
+}
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed()
+}
+
+fn set_server(headers: &mut http::HeaderMap, hcm: &HttpManager) {
+    if let Ok(v) = HeaderValue::from_str(&hcm.server_name) {
+        headers.insert(http::header::SERVER, v);
+    }
+}
+
+/// Envoy's local reply for an error: its status, a text body, `server`.
+fn local_reply(
+    hcm: &HttpManager,
+    e: &ProxyError,
+    levels: &[&crate::config::route::HeaderRules],
+) -> Response<Body> {
+    let body = e.body();
+    let mut r = Response::new(full(Bytes::from(body.clone())));
+    *r.status_mut() = e.status();
+    if !body.is_empty() {
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+    }
+    headers::apply_response(r.headers_mut(), levels);
+    set_server(r.headers_mut(), hcm);
+    tracing::debug!(flag = e.flag(), status = %e.status(), "local reply");
+    r
+}
+
+fn redirect_reply(
+    r: &Redirect,
+    parts: &http::request::Parts,
+    host: &str,
+    route: &Route,
+) -> Response<Body> {
+    let scheme = r.scheme.clone().unwrap_or_else(|| "http".into());
+    let (orig_host, orig_port) = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => {
+            (h.to_string(), Some(p.to_string()))
+        }
+        _ => (host.to_string(), None),
+    };
+    let host = r.host.clone().unwrap_or(orig_host);
+    // The port: an explicit port_redirect; else the original one unless the scheme changed
+    // to one whose default port applies.
+    let port = match (r.port, &r.scheme) {
+        (Some(p), _) => Some(p.to_string()),
+        (None, Some(_)) => None,
+        (None, None) => orig_port,
+    };
+    let path = parts.uri.path();
+    let path = match (&r.path, &r.prefix_rewrite) {
+        (Some(p), _) => p.clone(),
+        (None, Some(prefix)) => prefix_rewrite(path, matched_len(route, path), prefix),
+        _ => path.to_string(),
+    };
+    let query = match parts.uri.query() {
+        Some(q) if !r.strip_query && !path.contains('?') => format!("?{q}"),
+        _ => String::new(),
+    };
+    let location = match port {
+        Some(p) => format!("{scheme}://{host}:{p}{path}{query}"),
+        None => format!("{scheme}://{host}{path}{query}"),
+    };
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = r.status;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(http::header::LOCATION, v);
+    }
+    resp
+}
+
+/// How much of `path` the route's path matcher matched (what a prefix rewrite replaces).
+fn matched_len(route: &Route, path: &str) -> usize {
+    use crate::config::route::PathMatch;
+    match &route.matcher.path {
+        PathMatch::Prefix(p) | PathMatch::Separated(p) | PathMatch::Exact(p) => p.len(),
+        PathMatch::Regex(_) => path.len(),
+    }
+}
+
+fn prefix_rewrite(path: &str, matched: usize, replacement: &str) -> String {
+    format!("{replacement}{}", path.get(matched..).unwrap_or(""))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    hcm: &HttpManager,
+    snapshot: &Snapshot,
+    table: &Arc<RouteTable>,
+    vhost: &VirtualHost,
+    route: &Route,
+    fwd: &Forward,
+) -> Result<Response<Body>, ProxyError> {
+    let started = Instant::now();
+    let cluster_name = match &fwd.target {
+        ClusterTarget::Name(n) => n.clone(),
+        ClusterTarget::Weighted(list) => weighted(list),
+        ClusterTarget::Header(h) => match req.headers().get(h).and_then(|v| v.to_str().ok()) {
+            Some(v) => v.to_string(),
+            None => return Err(ProxyError::NoRoute),
+        },
+    };
+    let cluster = snapshot
+        .clusters
+        .get(&cluster_name)
+        .ok_or(ProxyError::NoCluster(cluster_name))?;
+    let (mut parts, body) = req.into_parts();
+    let upgrade = hcm.websocket && parts.headers.get(http::header::UPGRADE).is_some();
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::forwarded(&mut parts.headers, peer, hcm);
+    headers::apply_request(
+        &mut parts.headers,
+        &[&route.headers, &vhost.headers, &table.headers],
+    );
+    let path_and_query = rewritten_path(&parts, route, fwd);
+    if let Some(h) = &fwd.host_rewrite
+        && let Ok(v) = HeaderValue::from_str(h)
+    {
+        parts.headers.insert(http::header::HOST, v);
+    }
+    if let Some(t) = fwd.timeout {
+        parts.headers.insert(
+            "x-envoy-expected-rq-timeout-ms",
+            HeaderValue::from(t.as_millis() as u64),
+        );
+    }
+    // A body can be sent once; only requests without one can be retried.
+    let replayable = body.is_end_stream();
+    let mut body = Some(body.boxed());
+    let retry = fwd.retry.as_ref().filter(|_| replayable);
+    let attempts = retry.map_or(1, |r| r.num_retries + 1);
+    let client = pool::client(cluster.config.connect_timeout, cluster.config.http2);
+    let deadline = fwd.timeout.map(|t| started + t);
+    let mut last_err = ProxyError::NoHealthyUpstream;
+    for attempt in 0..attempts {
+        let host = cluster.pick().ok_or(ProxyError::NoHealthyUpstream)?.clone();
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(host.addr.to_string())
+            .path_and_query(path_and_query.as_str())
+            .build()
+            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        let mut upstream = Request::from_parts(
+            parts.clone(),
+            body.take()
+                .unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed()),
+        );
+        *upstream.uri_mut() = uri;
+        if fwd.auto_host_rewrite
+            && let Ok(v) = HeaderValue::from_str(&host.addr.to_string())
+        {
+            upstream.headers_mut().insert(http::header::HOST, v);
+        }
+        if cluster.config.http2 {
+            *upstream.version_mut() = http::Version::HTTP_2;
+            upstream.headers_mut().remove(http::header::HOST);
+        } else {
+            *upstream.version_mut() = http::Version::HTTP_11;
+        }
+        let _active = ActiveRequest::new(host.clone());
+        let sent = Instant::now();
+        let per_try = retry.and_then(|r| r.per_try_timeout);
+        let limit = match (deadline.map(|d| d.saturating_duration_since(sent)), per_try) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let result = match limit {
+            Some(limit) => match tokio::time::timeout(limit, client.request(upstream)).await {
+                Ok(r) => r.map_err(classify),
+                Err(_) => Err(ProxyError::Timeout(limit)),
+            },
+            None => client.request(upstream).await.map_err(classify),
+        };
+        let last = attempt + 1 == attempts || deadline.is_some_and(|d| Instant::now() >= d);
+        match result {
+            Ok(resp) => {
+                if !last && retry.is_some_and(|r| retry_status(r, resp.status())) {
+                    backoff(retry, attempt).await;
+                    continue;
+                }
+                let (mut rparts, rbody) = resp.into_parts();
+                headers::strip_hop_by_hop(
+                    &mut rparts.headers,
+                    rparts.status == StatusCode::SWITCHING_PROTOCOLS,
+                );
+                rparts.headers.insert(
+                    "x-envoy-upstream-service-time",
+                    HeaderValue::from(sent.elapsed().as_millis() as u64),
+                );
+                return Ok(Response::from_parts(rparts, rbody.boxed()));
+            }
+            Err(e) => {
+                host.failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let may_retry = retry.is_some_and(|r| retry_error(r, &e));
+                // The overall route timeout is final; a per-try timeout may be retried.
+                if matches!(e, ProxyError::Timeout(_))
+                    && deadline.is_some_and(|d| Instant::now() >= d)
+                {
+                    return Err(ProxyError::Timeout(fwd.timeout.unwrap_or_default()));
+                }
+                last_err = e;
+                if last || !may_retry {
+                    return Err(last_err);
+                }
+                backoff(retry, attempt).await;
+            }
+        }
+    }
+    Err(last_err)
+}
+
+fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
+    if e.is_connect() {
+        ProxyError::ConnectFailure(e.to_string())
+    } else {
+        ProxyError::Reset(e.to_string())
+    }
+}
+
+fn retry_status(p: &RetryPolicy, status: StatusCode) -> bool {
+    let code = status.as_u16();
+    (p.on_5xx && code >= 500)
+        || (p.on_gateway_error && matches!(code, 502..=504))
+        || (p.on_retriable_4xx && code == 409)
+        || p.retriable_status_codes.contains(&code)
+}
+
+fn retry_error(p: &RetryPolicy, e: &ProxyError) -> bool {
+    match e {
+        ProxyError::ConnectFailure(_) => p.on_connect_failure || p.on_5xx || p.on_gateway_error,
+        ProxyError::Reset(_) => p.on_reset || p.on_5xx || p.on_gateway_error,
+        ProxyError::Timeout(_) => p.on_5xx || p.on_gateway_error,
+        _ => false,
+    }
+}
+
+/// Envoy's retry back-off: a random time up to base * 2^attempt, capped at max_interval.
+async fn backoff(retry: Option<&RetryPolicy>, attempt: u32) {
+    let Some(r) = retry else { return };
+    let ceiling = r
+        .base_interval
+        .saturating_mul(1u32 << attempt.min(10))
+        .min(r.max_interval);
+    let ms = rand::rng().random_range(0..=ceiling.as_millis().max(1) as u64);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+fn weighted(list: &[(String, u32)]) -> String {
+    let total: u64 = list.iter().map(|(_, w)| u64::from(*w)).sum();
+    let mut r = rand::rng().random_range(0..total.max(1));
+    for (name, w) in list {
+        if r < u64::from(*w) {
+            return name.clone();
+        }
+        r -= u64::from(*w);
+    }
+    list.last().map(|(n, _)| n.clone()).unwrap_or_default()
+}
+
+/// The path (and query) sent upstream, after prefix_rewrite / regex_rewrite.
+fn rewritten_path(parts: &http::request::Parts, route: &Route, fwd: &Forward) -> String {
+    let path = parts.uri.path();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let path = if let Some(prefix) = &fwd.prefix_rewrite {
+        prefix_rewrite(path, matched_len(route, path), prefix)
+    } else if let Some((re, sub)) = &fwd.regex_rewrite {
+        re.replace_all(path, sub.as_str()).into_owned()
+    } else {
+        path.to_string()
+    };
+    format!("{path}{query}")
+}

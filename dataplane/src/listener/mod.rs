@@ -1,0 +1,173 @@
+//! The listener manager: one accept loop per listener, started, replaced and stopped as the
+//! config changes, each connection handed to the filter chain that matches it.
+//!
+//! A listener is only started once its route configuration is there (Envoy's warming: a
+//! listener waits for its RDS), or after the initial fetch timeout. A changed or removed
+//! listener stops accepting; its open connections keep the chain they were accepted with and
+//! finish on their own (a bounded drain deadline is still to come).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::Listener;
+use crate::config::listener::{FilterChain, NetworkFilter, RouteSource};
+use crate::runtime::{Runtime, Snapshot};
+
+/// Envoy's default initial_fetch_timeout: a listener waits this long for its routes.
+const WARMING_TIMEOUT: Duration = Duration::from_secs(15);
+
+struct Running {
+    listener: Arc<Listener>,
+    stop: watch::Sender<bool>,
+}
+
+/// Follows the runtime's config and keeps the accept loops in line with it.
+pub async fn run(runtime: Arc<Runtime>) {
+    let mut changes = runtime.subscribe();
+    let mut running: HashMap<String, Running> = HashMap::new();
+    let mut first_seen: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let snapshot = runtime.load();
+        let mut waiting = false;
+        for (name, listener) in &snapshot.config.listeners {
+            if running
+                .get(name)
+                .is_some_and(|r| Arc::ptr_eq(&r.listener, listener))
+            {
+                continue;
+            }
+            let seen = *first_seen.entry(name.clone()).or_insert_with(Instant::now);
+            if !warm(listener, &snapshot) && seen.elapsed() < WARMING_TIMEOUT {
+                waiting = true;
+                continue;
+            }
+            if let Some(old) = running.remove(name) {
+                info!(listener = %name, "listener changed: replacing it");
+                let _ = old.stop.send(true);
+                // The old socket must be closed before the new one binds the same address.
+                tokio::task::yield_now().await;
+            }
+            match start(listener.clone(), runtime.clone()).await {
+                Ok(stop) => {
+                    running.insert(
+                        name.clone(),
+                        Running {
+                            listener: listener.clone(),
+                            stop,
+                        },
+                    );
+                }
+                Err(e) => {
+                    error!(listener = %name, address = %listener.address, error = %e, "cannot listen")
+                }
+            }
+        }
+        running.retain(|name, r| {
+            let keep = snapshot.config.listeners.contains_key(name);
+            if !keep {
+                info!(listener = %name, "listener removed: stops accepting");
+                let _ = r.stop.send(true);
+            }
+            keep
+        });
+        first_seen.retain(|name, _| snapshot.config.listeners.contains_key(name));
+        let wait = if waiting {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(3600)
+        };
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Whether every route configuration the listener's chains name through RDS is there.
+pub fn warm(listener: &Listener, snapshot: &Snapshot) -> bool {
+    listener
+        .chains
+        .iter()
+        .chain(&listener.default_chain)
+        .all(|c| match &c.filter {
+            NetworkFilter::Http(h) => match &h.routes {
+                RouteSource::Rds(name) => snapshot.config.routes.contains_key(name),
+                RouteSource::Inline(_) => true,
+            },
+            NetworkFilter::Tcp(_) => true,
+        })
+}
+
+async fn start(
+    listener: Arc<Listener>,
+    runtime: Arc<Runtime>,
+) -> std::io::Result<watch::Sender<bool>> {
+    let socket = bind(listener.address).await?;
+    info!(listener = %listener.name, address = %listener.address, "listening");
+    let (stop, mut stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = socket.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => { warn!(error = %e, "accept failed"); continue }
+                },
+                _ = stopped.changed() => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+            let Some(chain) = select_chain(&listener, local_port) else {
+                continue; // no chain matches: Envoy closes the connection
+            };
+            let runtime = runtime.clone();
+            match &chain.filter {
+                NetworkFilter::Http(hcm) => {
+                    tokio::spawn(crate::http::serve_connection(
+                        stream,
+                        peer,
+                        hcm.clone(),
+                        runtime,
+                    ));
+                }
+                NetworkFilter::Tcp(proxy) => {
+                    tokio::spawn(crate::tcp::serve_connection(stream, proxy.clone(), runtime));
+                }
+            }
+        }
+    });
+    Ok(stop)
+}
+
+/// Binds with SO_REUSEADDR (so a replaced listener can take its address straight back) and a
+/// large backlog.
+async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// The filter chain for a connection: one whose destination_port matches, else one without a
+/// match, else the default chain (Envoy's filter chain match, for the criteria we support).
+pub fn select_chain(listener: &Listener, local_port: u16) -> Option<&FilterChain> {
+    listener
+        .chains
+        .iter()
+        .find(|c| c.destination_port == Some(local_port))
+        .or_else(|| {
+            listener
+                .chains
+                .iter()
+                .find(|c| c.destination_port.is_none())
+        })
+        .or(listener.default_chain.as_ref())
+}

@@ -1,0 +1,88 @@
+//! What the proxy runs with: the current [`Snapshot`] behind an `ArcSwap`.
+//!
+//! Convert, then publish once: a new snapshot is built to the side (config + runtime clusters)
+//! and stored with one swap. A request loads it once and keeps that `Arc` to its end.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::config::cluster::Discovery;
+use crate::upstream::UpstreamCluster;
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub config: Config,
+    pub clusters: HashMap<String, Arc<UpstreamCluster>>,
+}
+
+/// The shared state of the process.
+#[derive(Debug)]
+pub struct Runtime {
+    current: ArcSwap<Snapshot>,
+    changed: watch::Sender<u64>,
+    ready: AtomicBool,
+    /// What the admin API's /config_dump shows: the accepted resources as JSON, by type.
+    pub dump: std::sync::Mutex<serde_json::Value>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            changed: watch::channel(0).0,
+            ready: AtomicBool::new(false),
+            dump: std::sync::Mutex::new(serde_json::json!({ "configs": [] })),
+        }
+    }
+}
+
+impl Runtime {
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Builds the runtime clusters for `config` and swaps it in.
+    pub fn publish(&self, config: Config) {
+        let previous = self.current.load();
+        let empty = Default::default();
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|(name, c)| {
+                let assignment = match &c.discovery {
+                    Discovery::Static(la) => la,
+                    Discovery::Eds(service) => config
+                        .endpoints
+                        .get(service)
+                        .map(|a| a.as_ref())
+                        .unwrap_or(&empty),
+                };
+                let upstream = UpstreamCluster::new(
+                    c.clone(),
+                    assignment,
+                    previous.clusters.get(name).map(|c| c.as_ref()),
+                );
+                (name.clone(), Arc::new(upstream))
+            })
+            .collect();
+        self.current.store(Arc::new(Snapshot { config, clusters }));
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,8 @@
+//! Upstreams: the runtime side of clusters (hosts with counters, a picker) and the HTTP
+//! clients that pool connections to them.
+
+pub mod cluster;
+pub mod lb;
+pub mod pool;
+
+pub use cluster::{HostState, UpstreamCluster};

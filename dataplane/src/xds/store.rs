@@ -1,0 +1,202 @@
+//! The accepted xDS resources, by type and name, and their translations.
+//!
+//! A resource is translated once when it arrives; one that fails rejects itself (the previous
+//! version of it, if any, stays) and its error goes into the NACK. From the accepted set a
+//! whole [`Config`] is built and published.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::json;
+use xds_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;
+use xds_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use xds_types::pb::envoy::config::listener::v3::Listener as XdsListener;
+use xds_types::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_types::{Any, Resource, type_url};
+
+use crate::config::cluster::Discovery;
+use crate::config::listener::{NetworkFilter, RouteSource};
+use crate::config::{Cluster, Config, Listener, LoadAssignment, RouteTable};
+
+/// One accepted resource.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub version: String,
+    pub any: Any,
+    pub translated: Translated,
+}
+
+#[derive(Debug, Clone)]
+pub enum Translated {
+    Listener(Arc<Listener>),
+    Route(Arc<RouteTable>),
+    Cluster(Arc<Cluster>),
+    Endpoints(Arc<LoadAssignment>),
+}
+
+#[derive(Debug, Default)]
+pub struct Store {
+    pub statics: Config,
+    /// Accepted resources by type URL, then name.
+    pub types: BTreeMap<&'static str, BTreeMap<String, Accepted>>,
+    /// Type URLs a response has been received for.
+    pub seen: BTreeSet<&'static str>,
+}
+
+/// The static `&str` for a type URL we handle.
+pub fn known(url: &str) -> Option<&'static str> {
+    [
+        type_url::LISTENER,
+        type_url::ROUTE,
+        type_url::CLUSTER,
+        type_url::ENDPOINT,
+    ]
+    .into_iter()
+    .find(|u| *u == url)
+}
+
+impl Store {
+    /// Translates and accepts one resource; `Err` is the line for the NACK.
+    pub fn accept(
+        &mut self,
+        url: &'static str,
+        any: &Any,
+        version: &str,
+    ) -> Result<String, String> {
+        let name = xds_types::resource::name_of(any).map_err(|e| e.to_string())?;
+        let map = self.types.entry(url).or_default();
+        // Same bytes: keep the same translation (and so the same Arc, which keeps a listener
+        // running instead of restarting it).
+        if let Some(existing) = map.get_mut(&name)
+            && existing.any.value == any.value
+        {
+            existing.version = version.to_string();
+            return Ok(name);
+        }
+        let translated = match url {
+            type_url::LISTENER => Translated::Listener(Arc::new(
+                XdsListener::from_any(any)
+                    .map_err(|e| e.to_string())
+                    .and_then(|l| Listener::try_from(&l).map_err(|e| e.to_string()))?,
+            )),
+            type_url::ROUTE => Translated::Route(Arc::new(
+                RouteConfiguration::from_any(any)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| RouteTable::try_from(&r).map_err(|e| e.to_string()))?,
+            )),
+            type_url::CLUSTER => Translated::Cluster(Arc::new(
+                XdsCluster::from_any(any)
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| Cluster::try_from(&c).map_err(|e| e.to_string()))?,
+            )),
+            type_url::ENDPOINT => Translated::Endpoints(Arc::new(
+                ClusterLoadAssignment::from_any(any)
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| LoadAssignment::try_from(&c).map_err(|e| e.to_string()))?,
+            )),
+            other => return Err(format!("unsupported type {other}")),
+        };
+        map.insert(
+            name.clone(),
+            Accepted {
+                version: version.to_string(),
+                any: any.clone(),
+                translated,
+            },
+        );
+        Ok(name)
+    }
+
+    pub fn remove(&mut self, url: &'static str, name: &str) {
+        if let Some(map) = self.types.get_mut(url) {
+            map.remove(name);
+        }
+    }
+
+    /// Removes every resource of `url` not in `keep`.
+    pub fn retain(&mut self, url: &'static str, keep: &BTreeSet<String>) {
+        if let Some(map) = self.types.get_mut(url) {
+            map.retain(|n, _| keep.contains(n));
+        }
+    }
+
+    pub fn names(&self, url: &'static str) -> BTreeSet<String> {
+        self.types
+            .get(url)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The whole config: the static resources plus the accepted dynamic ones.
+    pub fn config(&self) -> Config {
+        let mut config = self.statics.clone();
+        for accepted in self.types.values().flat_map(|m| m.iter()) {
+            let (name, a) = accepted;
+            match &a.translated {
+                Translated::Listener(l) => {
+                    config.listeners.insert(name.clone(), l.clone());
+                }
+                Translated::Route(r) => {
+                    config.routes.insert(name.clone(), r.clone());
+                }
+                Translated::Cluster(c) => {
+                    config.clusters.insert(name.clone(), c.clone());
+                }
+                Translated::Endpoints(e) => {
+                    config.endpoints.insert(name.clone(), e.clone());
+                }
+            }
+        }
+        config
+    }
+
+    /// The EDS names the clusters need.
+    pub fn eds_names(&self) -> BTreeSet<String> {
+        self.config()
+            .clusters
+            .values()
+            .filter_map(|c| match &c.discovery {
+                Discovery::Eds(service) => Some(service.clone()),
+                Discovery::Static(_) => None,
+            })
+            .collect()
+    }
+
+    /// The RDS names the listeners need.
+    pub fn rds_names(&self) -> BTreeSet<String> {
+        self.config()
+            .listeners
+            .values()
+            .flat_map(|l| l.chains.iter().chain(&l.default_chain))
+            .filter_map(|c| match &c.filter {
+                NetworkFilter::Http(h) => match &h.routes {
+                    RouteSource::Rds(name) => Some(name.clone()),
+                    RouteSource::Inline(_) => None,
+                },
+                NetworkFilter::Tcp(_) => None,
+            })
+            .collect()
+    }
+
+    /// Envoy's /config_dump layout for the accepted resources.
+    pub fn dump(&self) -> serde_json::Value {
+        let entries = |url: &'static str, key: &str| -> Vec<serde_json::Value> {
+            self.types
+                .get(url)
+                .into_iter()
+                .flat_map(|m| m.iter())
+                .map(|(name, a)| {
+                    let body = xds_types::format::any_to_json_value(&a.any)
+                        .unwrap_or(serde_json::Value::Null);
+                    json!({ "name": name, "version_info": a.version, key: body })
+                })
+                .collect()
+        };
+        json!({ "configs": [
+            { "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "dynamic_active_clusters": entries(type_url::CLUSTER, "cluster") },
+            { "@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump", "dynamic_endpoint_configs": entries(type_url::ENDPOINT, "endpoint_config") },
+            { "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "dynamic_listeners": entries(type_url::LISTENER, "active_state") },
+            { "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "dynamic_route_configs": entries(type_url::ROUTE, "route_config") },
+        ]})
+    }
+}
