@@ -87,6 +87,10 @@ pub fn translate(b: &XdsBootstrap) -> anyhow::Result<Bootstrap> {
         for l in &s.listeners {
             let listener =
                 Listener::try_from(l).map_err(|e| anyhow::anyhow!("static_resources: {e}"))?;
+            crate::xds::store::check_inline_clusters(&listener, |c| {
+                statics.clusters.contains_key(c)
+            })
+            .map_err(|e| anyhow::anyhow!("static_resources: {e}"))?;
             statics
                 .listeners
                 .insert(listener.name.clone(), Arc::new(listener));

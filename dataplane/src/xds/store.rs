@@ -43,6 +43,42 @@ pub struct Store {
     pub seen: BTreeSet<&'static str>,
 }
 
+/// Envoy refuses a listener whose inline route configuration names a cluster it does not know
+/// (HttpConnectionManager: `validate_clusters` defaults to true for a static route table; the
+/// error reads `route: unknown cluster 'x'`). RDS route tables are not checked, as in Envoy.
+pub fn check_inline_clusters(
+    listener: &Listener,
+    known: impl Fn(&str) -> bool,
+) -> Result<(), String> {
+    use crate::config::route::{Action, ClusterTarget};
+    for chain in listener.chains.iter().chain(&listener.default_chain) {
+        let NetworkFilter::Http(hcm) = &chain.filter else {
+            continue;
+        };
+        let RouteSource::Inline(table) = &hcm.routes else {
+            continue;
+        };
+        let routes = table.vhosts.iter().flat_map(|v| &v.routes);
+        for target in routes.filter_map(|r| match &r.action {
+            Action::Forward(f) => Some(&f.target),
+            _ => None,
+        }) {
+            let unknown = match target {
+                ClusterTarget::Name(n) => (!known(n)).then(|| format!("unknown cluster '{n}'")),
+                ClusterTarget::Weighted(list) => list
+                    .iter()
+                    .find(|(n, _)| !known(n))
+                    .map(|(n, _)| format!("unknown weighted cluster '{n}'")),
+                ClusterTarget::Header(_) => None,
+            };
+            if let Some(unknown) = unknown {
+                return Err(format!("listener \"{}\": route: {unknown}", listener.name));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The static `&str` for a type URL we handle.
 pub fn known(url: &str) -> Option<&'static str> {
     [
@@ -64,21 +100,26 @@ impl Store {
         version: &str,
     ) -> Result<String, String> {
         let name = xds_types::resource::name_of(any).map_err(|e| e.to_string())?;
-        let map = self.types.entry(url).or_default();
         // Same bytes: keep the same translation (and so the same Arc, which keeps a listener
         // running instead of restarting it).
-        if let Some(existing) = map.get_mut(&name)
+        if let Some(existing) = self.types.get_mut(url).and_then(|m| m.get_mut(&name))
             && existing.any.value == any.value
         {
             existing.version = version.to_string();
             return Ok(name);
         }
         let translated = match url {
-            type_url::LISTENER => Translated::Listener(Arc::new(
-                XdsListener::from_any(any)
+            type_url::LISTENER => {
+                let listener = XdsListener::from_any(any)
                     .map_err(|e| e.to_string())
-                    .and_then(|l| Listener::try_from(&l).map_err(|e| e.to_string()))?,
-            )),
+                    .and_then(|l| Listener::try_from(&l).map_err(|e| e.to_string()))?;
+                let statics = &self.statics.clusters;
+                let dynamic = self.types.get(type_url::CLUSTER);
+                check_inline_clusters(&listener, |c| {
+                    statics.contains_key(c) || dynamic.is_some_and(|m| m.contains_key(c))
+                })?;
+                Translated::Listener(Arc::new(listener))
+            }
             type_url::ROUTE => Translated::Route(Arc::new(
                 RouteConfiguration::from_any(any)
                     .map_err(|e| e.to_string())
@@ -96,7 +137,7 @@ impl Store {
             )),
             other => return Err(format!("unsupported type {other}")),
         };
-        map.insert(
+        self.types.entry(url).or_default().insert(
             name.clone(),
             Accepted {
                 version: version.to_string(),
