@@ -31,12 +31,38 @@ impl World {
         std::fs::create_dir(&dir).unwrap();
         let (b1, b2) = (Backend::start("b1").await, Backend::start("b2").await);
         let port = free_port();
-        write(&dir, "listener.yaml", &file(None, &[listener("http", port, "r")]));
-        write(&dir, "routes.yaml", &file(None, &[routes("r", &[("/", "b1")], None)]));
-        write(&dir, "clusters.yaml", &file(None, &[cluster("b1", b1.port().into()), cluster("b2", b2.port().into())]));
+        write(
+            &dir,
+            "listener.yaml",
+            &file(None, &[listener("http", port, "r")]),
+        );
+        write(
+            &dir,
+            "routes.yaml",
+            &file(None, &[routes("r", &[("/", "b1")], None)]),
+        );
+        write(
+            &dir,
+            "clusters.yaml",
+            &file(
+                None,
+                &[
+                    cluster("b1", b1.port().into()),
+                    cluster("b2", b2.port().into()),
+                ],
+            ),
+        );
         let cp = Controlplane::start(&dir, work.path());
         let envoy = Envoy::start("envoy-1", &cp.xds, api, work.path()).await;
-        let world = World { _work: work, dir, b1, b2, port, cp, envoy };
+        let world = World {
+            _work: work,
+            dir,
+            b1,
+            b2,
+            port,
+            cp,
+            envoy,
+        };
         world.wait_for_backend("/", "b1").await;
         world
     }
@@ -49,7 +75,11 @@ impl World {
         let addr = self.addr();
         eventually(&format!("a request to {path} answered by {name}"), || {
             let addr = addr.clone();
-            async move { http::get(&addr, path, &[]).await.filter(|r| r.status == 200 && r.header("x-backend") == Some(name)) }
+            async move {
+                http::get(&addr, path, &[])
+                    .await
+                    .filter(|r| r.status == 200 && r.header("x-backend") == Some(name))
+            }
         })
         .await
     }
@@ -58,7 +88,10 @@ impl World {
 async fn reaches_the_backend(api: Api) {
     let w = World::start(api).await;
     let r = http::get(&w.addr(), "/hello", &[]).await.unwrap();
-    assert_eq!((r.status, r.text().as_str(), r.header("x-path")), (200, "b1", Some("/hello")));
+    assert_eq!(
+        (r.status, r.text().as_str(), r.header("x-path")),
+        (200, "b1", Some("/hello"))
+    );
     assert_eq!(r.header("server"), Some("envoy"));
     // Every type the proxy asked for is ACKed at the version sent.
     for t in ["LDS", "RDS", "CDS", "EDS"] {
@@ -82,11 +115,21 @@ async fn envoy_over_delta_reaches_the_backend() {
 async fn route_edit_applies(api: Api) {
     let w = World::start(api).await;
     let written = Instant::now();
-    write(&w.dir, "routes.yaml", &file(None, &[routes("r", &[("/", "b2")], Some(("x-edited", "yes")))]));
+    write(
+        &w.dir,
+        "routes.yaml",
+        &file(
+            None,
+            &[routes("r", &[("/", "b2")], Some(("x-edited", "yes")))],
+        ),
+    );
     let r = w.wait_for_backend("/", "b2").await;
     let elapsed = written.elapsed();
     assert_eq!(r.header("x-edited"), Some("yes"));
-    println!("{api:?}: route file written -> first request seeing the change: {} ms", elapsed.as_millis());
+    println!(
+        "{api:?}: route file written -> first request seeing the change: {} ms",
+        elapsed.as_millis()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,15 +144,34 @@ async fn a_route_edit_reaches_envoy_over_delta() {
 
 async fn removed_cluster_is_dropped(api: Api) {
     let w = World::start(api).await;
-    write(&w.dir, "routes.yaml", &file(None, &[routes("r", &[("/two", "b2"), ("/", "b1")], None)]));
+    write(
+        &w.dir,
+        "routes.yaml",
+        &file(None, &[routes("r", &[("/two", "b2"), ("/", "b1")], None)]),
+    );
     w.wait_for_backend("/two", "b2").await;
     assert!(w.envoy.clusters().await.contains("b2::"));
     // Remove the cluster and its route.
-    write(&w.dir, "routes.yaml", &file(None, &[routes("r", &[("/", "b1")], None)]));
-    write(&w.dir, "clusters.yaml", &file(None, &[cluster("b1", w.b1.port().into())]));
-    eventually("Envoy's /clusters to drop b2", || async { (!w.envoy.clusters().await.contains("b2::")).then_some(()) }).await;
+    write(
+        &w.dir,
+        "routes.yaml",
+        &file(None, &[routes("r", &[("/", "b1")], None)]),
+    );
+    write(
+        &w.dir,
+        "clusters.yaml",
+        &file(None, &[cluster("b1", w.b1.port().into())]),
+    );
+    eventually("Envoy's /clusters to drop b2", || async {
+        (!w.envoy.clusters().await.contains("b2::")).then_some(())
+    })
+    .await;
     let r = http::get(&w.addr(), "/two", &[]).await.unwrap();
-    assert_eq!(r.header("x-backend"), Some("b1"), "the /two route went with its cluster");
+    assert_eq!(
+        r.header("x-backend"),
+        Some("b1"),
+        "the /two route went with its cluster"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,10 +195,17 @@ async fn broken_files_are_refused_and_envoy_keeps_serving() {
     std::fs::write(w.dir.join("broken.yaml"), "resources: [ { name: x\n").unwrap();
     let (ok, stderr) = validate(&w.dir);
     assert!(!ok);
-    assert!(stderr.contains("broken.yaml") && stderr.contains("invalid YAML"), "{stderr}");
+    assert!(
+        stderr.contains("broken.yaml") && stderr.contains("invalid YAML"),
+        "{stderr}"
+    );
     eventually("the controlplane to refuse broken.yaml", || async {
         let s = w.cp.status().await;
-        (loads_failed(s.clone()) > before && s["source"]["last_error"].to_string().contains("broken.yaml")).then_some(())
+        (loads_failed(s.clone()) > before
+            && s["source"]["last_error"]
+                .to_string()
+                .contains("broken.yaml"))
+        .then_some(())
     })
     .await;
     let r = http::get(&w.addr(), "/", &[]).await.unwrap();
@@ -144,26 +213,44 @@ async fn broken_files_are_refused_and_envoy_keeps_serving() {
     std::fs::remove_file(w.dir.join("broken.yaml")).unwrap();
 
     // A listener naming a route configuration that does not exist.
-    write(&w.dir, "listener.yaml", &file(None, &[listener("http", w.port, "no_such_routes")]));
+    write(
+        &w.dir,
+        "listener.yaml",
+        &file(None, &[listener("http", w.port, "no_such_routes")]),
+    );
     let (ok, stderr) = validate(&w.dir);
     assert!(!ok);
     assert!(
-        stderr.contains("listener.yaml") && stderr.contains("route configuration \"no_such_routes\" does not exist"),
+        stderr.contains("listener.yaml")
+            && stderr.contains("route configuration \"no_such_routes\" does not exist"),
         "{stderr}"
     );
-    eventually("the controlplane to refuse the dangling RDS name", || async {
-        w.cp.status().await["source"]["last_error"].to_string().contains("no_such_routes").then_some(())
-    })
+    eventually(
+        "the controlplane to refuse the dangling RDS name",
+        || async {
+            w.cp.status().await["source"]["last_error"]
+                .to_string()
+                .contains("no_such_routes")
+                .then_some(())
+        },
+    )
     .await;
     let r = http::get(&w.addr(), "/", &[]).await.unwrap();
     assert_eq!((r.status, r.header("x-backend")), (200, Some("b1")));
-    assert_eq!(w.cp.proxy_type("envoy-1", "LDS").await.unwrap()["version_acked"], version, "nothing new was pushed");
+    assert_eq!(
+        w.cp.proxy_type("envoy-1", "LDS").await.unwrap()["version_acked"],
+        version,
+        "nothing new was pushed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoys_nack_is_shown_and_not_pushed_again() {
     let w = World::start(Api::Sotw).await;
-    let good = w.cp.proxy_type("envoy-1", "CDS").await.unwrap()["version_acked"].as_str().unwrap().to_string();
+    let good = w.cp.proxy_type("envoy-1", "CDS").await.unwrap()["version_acked"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // A resource only Envoy finds fault with reaches it through the management API with the
     // checks off: a cluster whose endpoint port is out of range.
     let bad = w._work.path().join("bad.yaml");
@@ -181,27 +268,52 @@ async fn envoys_nack_is_shown_and_not_pushed_again() {
     )
     .unwrap();
     let out = std::process::Command::new(support::bin("controlplane"))
-        .args(["push", "--server", &w.cp.xds, "--group", "pinned", "--node-id", "envoy-1", "--skip-checks"])
+        .args([
+            "push",
+            "--server",
+            &w.cp.xds,
+            "--group",
+            "pinned",
+            "--node-id",
+            "envoy-1",
+            "--skip-checks",
+        ])
         .arg(&bad)
         .output()
         .unwrap();
-    assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let nack = eventually("the status API to show Envoy's NACK", || async {
         let t = w.cp.proxy_type("envoy-1", "EDS").await?;
         let c = w.cp.proxy_type("envoy-1", "CDS").await?;
         [t, c].into_iter().find(|t| !t["last_nack"].is_null())
     })
     .await;
-    let detail = nack["last_nack"]["error_detail"].as_str().unwrap().to_string();
-    assert!(detail.contains("70000") || detail.contains("port"), "{detail}");
+    let detail = nack["last_nack"]["error_detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("70000") || detail.contains("port"),
+        "{detail}"
+    );
     println!("Envoy's NACK as the status API shows it: {detail}");
     let cds = w.cp.proxy_type("envoy-1", "CDS").await.unwrap();
     let sent = cds["version_sent"].clone();
     // Not pushed again: the version and nonce sent stay as they are for a while.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let later = w.cp.proxy_type("envoy-1", "CDS").await.unwrap();
-    assert_eq!((later["version_sent"].clone(), later["nonce_sent"].clone()), (sent, cds["nonce_sent"].clone()));
-    assert_ne!(nack["version_acked"], nack["last_nack"]["version"], "the NACKed version is not the one Envoy runs");
+    assert_eq!(
+        (later["version_sent"].clone(), later["nonce_sent"].clone()),
+        (sent, cds["nonce_sent"].clone())
+    );
+    assert_ne!(
+        nack["version_acked"], nack["last_nack"]["version"],
+        "the NACKed version is not the one Envoy runs"
+    );
     let _ = good;
     // Envoy still answers with what it had.
     let r = http::get(&w.addr(), "/", &[]).await.unwrap();
@@ -218,14 +330,25 @@ async fn node_groups_get_different_configs() {
     write(
         &dir,
         "stable.yaml",
-        &file(None, &[listener("http", stable_port, "r"), routes("r", &[("/", "b1")], None), cluster("b1", b1.port().into())]),
+        &file(
+            None,
+            &[
+                listener("http", stable_port, "r"),
+                routes("r", &[("/", "b1")], None),
+                cluster("b1", b1.port().into()),
+            ],
+        ),
     );
     write(
         &dir,
         "canary.yaml",
         &file(
             Some("node_group: { name: canary, node_ids: [\"canary-*\"] }"),
-            &[listener("http", canary_port, "r"), routes("r", &[("/", "b2")], None), cluster("b2", b2.port().into())],
+            &[
+                listener("http", canary_port, "r"),
+                routes("r", &[("/", "b2")], None),
+                cluster("b2", b2.port().into()),
+            ],
         ),
     );
     let cp = Controlplane::start(&dir, work.path());
@@ -235,11 +358,26 @@ async fn node_groups_get_different_configs() {
         let addr = format!("127.0.0.1:{port}");
         eventually(&format!("{addr} answered by {want}"), || {
             let addr = addr.clone();
-            async move { http::get(&addr, "/", &[]).await.filter(|r| r.header("x-backend") == Some(want)) }
+            async move {
+                http::get(&addr, "/", &[])
+                    .await
+                    .filter(|r| r.header("x-backend") == Some(want))
+            }
         })
         .await;
     }
     let status = cp.status().await;
-    let group_of = |id: &str| status["proxies"].as_array().unwrap().iter().find(|p| p["node_id"] == id).unwrap()["group"].clone();
-    assert_eq!((group_of("stable-1"), group_of("canary-1")), ("default".into(), "canary".into()));
+    let group_of = |id: &str| {
+        status["proxies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["node_id"] == id)
+            .unwrap()["group"]
+            .clone()
+    };
+    assert_eq!(
+        (group_of("stable-1"), group_of("canary-1")),
+        ("default".into(), "canary".into())
+    );
 }

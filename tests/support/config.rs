@@ -58,10 +58,16 @@ pub fn listener(name: &str, port: u16, route_config: &str) -> String {
 pub fn routes(name: &str, routes: &[(&str, &str)], header: Option<(&str, &str)>) -> String {
     let routes: String = routes
         .iter()
-        .map(|(prefix, cluster)| format!("    - {{ match: {{ prefix: \"{prefix}\" }}, route: {{ cluster: {cluster} }} }}\n"))
+        .map(|(prefix, cluster)| {
+            format!(
+                "    - {{ match: {{ prefix: \"{prefix}\" }}, route: {{ cluster: {cluster} }} }}\n"
+            )
+        })
         .collect();
     let header = header
-        .map(|(k, v)| format!("    response_headers_to_add: [ {{ header: {{ key: {k}, value: {v} }} }} ]\n"))
+        .map(|(k, v)| {
+            format!("    response_headers_to_add: [ {{ header: {{ key: {k}, value: {v} }} }} ]\n")
+        })
         .unwrap_or_default();
     format!(
         r#"

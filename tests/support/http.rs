@@ -40,7 +40,10 @@ pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Option<Rep
         stream.read_to_end(&mut raw).await.ok()?;
         parse(&raw)
     };
-    tokio::time::timeout(Duration::from_secs(10), run).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn parse(raw: &[u8]) -> Option<Reply> {
@@ -53,17 +56,32 @@ fn parse(raw: &[u8]) -> Option<Reply> {
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers.get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
         body = dechunk(&body)?;
     }
-    Some(Reply { status, headers, body })
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.split(';').next()?.trim(), 16).ok()?;
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&data[..line_end])
+                .ok()?
+                .split(';')
+                .next()?
+                .trim(),
+            16,
+        )
+        .ok()?;
         data = &data[line_end + 2..];
         if size == 0 {
             return Some(out);

@@ -21,14 +21,26 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/debug/deps/<test> -> target/debug/<name>
-    let path = exe.parent().and_then(Path::parent).expect("target dir").join(name);
-    assert!(path.exists(), "{} is missing: run tests/run.sh (it builds the binaries first)", path.display());
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run tests/run.sh (it builds the binaries first)",
+        path.display()
+    );
     path
 }
 
 /// A port the kernel considers free right now, for configs that must name their port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `f` until it returns `Some`, or panics naming `what` after [`DEADLINE`].
@@ -42,7 +54,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {DEADLINE:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -59,8 +74,14 @@ impl Process {
     fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Self {
         let file = std::fs::File::create(&log).unwrap();
         cmd.stderr(Stdio::from(file));
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Process { name: name.to_string(), child, log }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Process {
+            name: name.to_string(),
+            child,
+            log,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -73,7 +94,10 @@ impl Process {
 
     /// Sends SIGTERM and waits for the exit status (bounded).
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let end = Instant::now() + Duration::from_secs(10);
         while Instant::now() < end {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -91,7 +115,10 @@ impl Drop for Process {
             eprintln!("----- log of {} -----\n{}", self.name, self.log());
         }
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
             std::thread::sleep(Duration::from_millis(50));
             let _ = self.child.kill();
         }
@@ -110,7 +137,12 @@ pub struct Controlplane {
 impl Controlplane {
     pub fn start(dir: &Path, work: &Path) -> Self {
         let mut cmd = Command::new(bin("controlplane"));
-        cmd.args(["serve", "--config"]).arg(dir).args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+        cmd.args(["serve", "--config"]).arg(dir).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ]);
         cmd.stdout(Stdio::piped());
         let mut process = Process::spawn("controlplane", &mut cmd, work.join("controlplane.log"));
         let stdout = process.child.stdout.take().unwrap();
@@ -123,20 +155,34 @@ impl Controlplane {
                 .to_string()
         };
         let (xds, admin) = (field("xds="), field("admin="));
-        Controlplane { process, xds, admin, dir: dir.to_path_buf() }
+        Controlplane {
+            process,
+            xds,
+            admin,
+            dir: dir.to_path_buf(),
+        }
     }
 
     /// The admin API's `/status` document.
     pub async fn status(&self) -> serde_json::Value {
-        let r = http::get(&self.admin, "/status", &[]).await.expect("controlplane /status");
+        let r = http::get(&self.admin, "/status", &[])
+            .await
+            .expect("controlplane /status");
         serde_json::from_slice(&r.body).unwrap()
     }
 
     /// One proxy's status for a type ("CDS", "RDS"...), once the proxy is connected.
     pub async fn proxy_type(&self, node_id: &str, short: &str) -> Option<serde_json::Value> {
         let status = self.status().await;
-        let proxy = status["proxies"].as_array()?.iter().find(|p| p["node_id"] == node_id)?.clone();
-        let (_, t) = proxy["types"].as_object()?.iter().find(|(url, _)| short_name(url) == short)?;
+        let proxy = status["proxies"]
+            .as_array()?
+            .iter()
+            .find(|p| p["node_id"] == node_id)?
+            .clone();
+        let (_, t) = proxy["types"]
+            .as_object()?
+            .iter()
+            .find(|(url, _)| short_name(url) == short)?;
         Some(t.clone())
     }
 }
@@ -173,18 +219,38 @@ impl Envoy {
             Api::Delta => "DELTA_GRPC",
         };
         let bootstrap = work.join(format!("envoy-{node_id}.yaml"));
-        std::fs::write(&bootstrap, config::envoy_bootstrap(node_id, host, port, api_type)).unwrap();
+        std::fs::write(
+            &bootstrap,
+            config::envoy_bootstrap(node_id, host, port, api_type),
+        )
+        .unwrap();
         let admin_path = work.join(format!("envoy-{node_id}.admin"));
         let mut cmd = Command::new("envoy");
         cmd.arg("-c")
             .arg(&bootstrap)
-            .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "info", "--admin-address-path"])
+            .args([
+                "--use-dynamic-base-id",
+                "--concurrency",
+                "1",
+                "-l",
+                "info",
+                "--admin-address-path",
+            ])
             .arg(&admin_path)
             .stdout(Stdio::null());
-        let process = Process::spawn(&format!("envoy {node_id}"), &mut cmd, work.join(format!("envoy-{node_id}.log")));
+        let process = Process::spawn(
+            &format!("envoy {node_id}"),
+            &mut cmd,
+            work.join(format!("envoy-{node_id}.log")),
+        );
         let admin = eventually("Envoy's admin address file", || {
             let path = admin_path.clone();
-            async move { std::fs::read_to_string(&path).ok().filter(|s| s.contains(':')).map(|s| s.trim().to_string()) }
+            async move {
+                std::fs::read_to_string(&path)
+                    .ok()
+                    .filter(|s| s.contains(':'))
+                    .map(|s| s.trim().to_string())
+            }
         })
         .await;
         Envoy { process, admin }
@@ -192,13 +258,50 @@ impl Envoy {
 
     /// Envoy's admin `/clusters` text.
     pub async fn clusters(&self) -> String {
-        let r = http::get(&self.admin, "/clusters", &[]).await.expect("envoy /clusters");
+        let r = http::get(&self.admin, "/clusters", &[])
+            .await
+            .expect("envoy /clusters");
         String::from_utf8_lossy(&r.body).into_owned()
+    }
+}
+
+/// Our dataplane, from an Envoy bootstrap.
+pub struct Dataplane {
+    pub process: Process,
+    pub admin: String,
+}
+
+impl Dataplane {
+    pub fn start(bootstrap: &str, name: &str, work: &Path) -> Self {
+        let path = work.join(format!("{name}.yaml"));
+        std::fs::write(&path, bootstrap).unwrap();
+        let mut cmd = Command::new(bin("dataplane"));
+        cmd.arg("--bootstrap")
+            .arg(&path)
+            .args(["--concurrency", "2"])
+            .stdout(Stdio::piped());
+        let mut process = Process::spawn(name, &mut cmd, work.join(format!("{name}.log")));
+        let stdout = process.child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let admin = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("admin="))
+            .unwrap_or_else(|| panic!("dataplane printed {line:?}: {}", process.log()))
+            .to_string();
+        Dataplane { process, admin }
     }
 }
 
 /// Runs `controlplane validate DIR`: (success, stderr).
 pub fn validate(dir: &Path) -> (bool, String) {
-    let out = Command::new(bin("controlplane")).arg("validate").arg(dir).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(bin("controlplane"))
+        .arg("validate")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

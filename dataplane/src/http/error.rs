@@ -66,8 +66,12 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute | ProxyError::NoCluster(_) => String::new(),
             ProxyError::NoHealthyUpstream => "no healthy upstream".into(),
-            ProxyError::ConnectFailure(reason) => {
-                format!("upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: {reason}")
+            // Envoy 1.40's words for a refused connection and for a connect timeout.
+            ProxyError::ConnectFailure(reason) if reason.contains("timed out") => {
+                "upstream connect error or disconnect/reset before headers. reset reason: connection timeout".into()
+            }
+            ProxyError::ConnectFailure(_) => {
+                "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure".into()
             }
             ProxyError::Reset(_) => "upstream connect error or disconnect/reset before headers. reset reason: connection termination".into(),
             ProxyError::Timeout(_) => "upstream request timeout".into(),

@@ -144,8 +144,9 @@ impl HeaderMatch {
         });
         let result = match (&self.kind, value) {
             (HeaderMatchKind::Present(want), v) => v.is_some() == *want,
-            // A missing header fails every matcher but `present: false`, and so passes inverted.
-            (_, None) => return self.invert,
+            // A missing header fails every value matcher, inverted or not (Envoy 1.40 answers
+            // 404 to `invert_match` on an absent header: checked in tests/envoy_parity.rs).
+            (_, None) => return false,
             (HeaderMatchKind::String(m), Some(v)) => m.matches(v),
             (HeaderMatchKind::Range { start, end }, Some(v)) => {
                 v.parse::<i64>().is_ok_and(|n| n >= *start && n < *end)

@@ -124,10 +124,11 @@ fn redirect_reply(
     let host = r.host.clone().unwrap_or(orig_host);
     // The port: an explicit port_redirect; else the original one unless the scheme changed
     // to one whose default port applies.
-    let port = match (r.port, &r.scheme) {
-        (Some(p), _) => Some(p.to_string()),
-        (None, Some(_)) => None,
-        (None, None) => orig_port,
+    // A new host or scheme drops the original port (Envoy: host_redirect replaces the authority).
+    let port = match (r.port, &r.scheme, &r.host) {
+        (Some(p), _, _) => Some(p.to_string()),
+        (None, None, None) => orig_port,
+        _ => None,
     };
     let path = parts.uri.path();
     let path = match (&r.path, &r.prefix_rewrite) {
@@ -295,10 +296,18 @@ async fn forward(
 }
 
 fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
+    // The whole cause chain: "connection refused", "timed out"...
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        source = s.source();
+    }
     if e.is_connect() {
-        ProxyError::ConnectFailure(e.to_string())
+        ProxyError::ConnectFailure(reason)
     } else {
-        ProxyError::Reset(e.to_string())
+        ProxyError::Reset(reason)
     }
 }
 
