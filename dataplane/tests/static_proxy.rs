@@ -151,3 +151,37 @@ async fn an_inline_route_to_an_unknown_cluster_refuses_the_bootstrap() -> anyhow
     assert!(err.contains("listener \"ingress\""), "{err}");
     Ok(())
 }
+
+/// Requests Envoy refuses before routing, with Envoy 1.40's status, body and a closed
+/// connection (`support::raw` returns once the proxy closes).
+#[tokio::test]
+async fn refuses_what_envoys_codec_refuses() -> anyhow::Result<()> {
+    let port = start().await?;
+    let cases: [(&[u8], &str, &str); 3] = [
+        (
+            b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+            " 426 ",
+            "Upgrade Required",
+        ),
+        (b"GET / HTTP/1.1\r\n\r\n", " 400 ", ""),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            " 403 ",
+            "",
+        ),
+    ];
+    for (request, status, body) in cases {
+        let answer = support::raw(port, request).await?;
+        let (head, rest) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        assert!(
+            head.lines().next().is_some_and(|l| l.contains(status)),
+            "{answer}"
+        );
+        assert!(
+            head.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        assert_eq!(rest, body, "{answer}");
+    }
+    Ok(())
+}

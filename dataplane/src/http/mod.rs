@@ -1,6 +1,7 @@
 //! The HTTP connection manager: one hyper connection (HTTP/1.0, 1.1 or h2c per `codec_type`)
 //! per accepted socket; each request is routed ([`route`]) and forwarded ([`router`]).
 
+pub mod checks;
 pub mod error;
 pub mod headers;
 pub mod route;
@@ -37,7 +38,12 @@ pub async fn serve_connection(
     };
     let service = hyper::service::service_fn(move |req| {
         let (hcm, runtime) = (hcm.clone(), runtime.clone());
-        async move { Ok::<_, Infallible>(router::handle(req, peer, &hcm, &runtime).await) }
+        async move {
+            if let Some(refused) = checks::reject(&req, &hcm) {
+                return Ok::<_, Infallible>(refused);
+            }
+            Ok(router::handle(req, peer, &hcm, &runtime).await)
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     if let Err(e) = conn.await {

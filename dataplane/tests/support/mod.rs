@@ -124,3 +124,16 @@ pub async fn send(req: Request<Full<Bytes>>) -> anyhow::Result<Response<Bytes>> 
 pub fn get(port: u16, path: &str) -> anyhow::Result<Request<Full<Bytes>>> {
     Ok(Request::get(format!("http://127.0.0.1:{port}{path}")).body(Full::new(Bytes::new()))?)
 }
+
+/// Writes raw bytes on a fresh connection and returns what comes back until the peer closes
+/// (or the deadline passes): for requests an HTTP client library would refuse to send.
+pub async fn raw(port: u16, request: &[u8]) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(request).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut out))
+        .await
+        .context("the proxy did not close the connection")??;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
