@@ -191,6 +191,12 @@ async fn forward(
         .ok_or(ProxyError::NoCluster(cluster_name))?;
     let (mut parts, body) = req.into_parts();
     let upgrade = hcm.websocket && parts.headers.get(http::header::UPGRADE).is_some();
+    // The downstream half of an upgrade; taken out of the extensions before they are cloned
+    // per try (it is not Clone), spliced to the upstream half once both sides said 101.
+    let mut downstream_upgrade = parts
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .filter(|_| upgrade);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::forwarded(&mut parts.headers, peer, hcm);
     headers::apply_request(
@@ -258,7 +264,12 @@ async fn forward(
         };
         let last = attempt + 1 == attempts || deadline.is_some_and(|d| Instant::now() >= d);
         match result {
-            Ok(resp) => {
+            Ok(mut resp) => {
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(down) = downstream_upgrade.take()
+                {
+                    splice_upgrade(down, hyper::upgrade::on(&mut resp));
+                }
                 if !last && retry.is_some_and(|r| retry_status(r, resp.status())) {
                     backoff(retry, attempt).await;
                     continue;
@@ -293,6 +304,26 @@ async fn forward(
         }
     }
     Err(last_err)
+}
+
+/// Once the downstream connection has sent the 101 on and the upstream one received it,
+/// copies bytes both ways until either side closes (Envoy's upgrade handling: after the
+/// switch the router is a TCP proxy for the connection).
+fn splice_upgrade(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (down, up) = match tokio::try_join!(downstream, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        let mut down = hyper_util::rt::TokioIo::new(down);
+        let mut up = hyper_util::rt::TokioIo::new(up);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+            tracing::debug!(error = %e, "upgraded connection ended with an error");
+        }
+    });
 }
 
 fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {

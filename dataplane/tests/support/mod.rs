@@ -33,7 +33,7 @@ pub async fn backend(name: &'static str) -> anyhow::Result<SocketAddr> {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| answer(name, req));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .await;
             });
         }
@@ -41,20 +41,53 @@ pub async fn backend(name: &'static str) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// The backend's behaviour by path: `/slow/<ms>` answers after that delay, `/status/<code>`
+/// with that status, `/trailers` with a body and a `grpc-status: 0` trailer; a request with
+/// `Upgrade` is switched (101) and echoes what it receives. Otherwise 200 echoing the body.
 async fn answer(
     name: &'static str,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+    mut req: Request<Incoming>,
+) -> Result<Response<BoxBody>, Infallible> {
+    if req.headers().contains_key(http::header::UPGRADE) {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let resp = Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("x-backend", name)
+            .body(full(Bytes::new()));
+        return Ok(resp.unwrap_or_default());
+    }
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let mut resp = Response::builder().header("x-backend", name).header(
-        "x-seen-path",
-        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""),
-    );
+    let path = parts.uri.path().to_string();
+    let mut status = 200;
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|ms| ms.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
+        status = code;
+    }
+    let mut resp = Response::builder()
+        .status(status)
+        .header("x-backend", name)
+        .header(
+            "x-seen-path",
+            parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""),
+        )
+        .header("x-seen-version", format!("{:?}", parts.version));
     for h in [
         "x-forwarded-for",
         "x-forwarded-proto",
@@ -62,12 +95,34 @@ async fn answer(
         "host",
         "connection",
         "x-custom",
+        "te",
     ] {
         if let Some(v) = parts.headers.get(h) {
             resp = resp.header(format!("x-seen-{h}"), v);
         }
     }
-    Ok(resp.body(Full::new(body)).unwrap_or_default())
+    let body = if path == "/trailers" {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let frames = [
+            Ok(hyper::body::Frame::data(Bytes::from_static(b"hi"))),
+            Ok(hyper::body::Frame::trailers(trailers)),
+        ];
+        http_body_util::StreamBody::new(futures_util_stream(frames)).boxed()
+    } else {
+        full(body)
+    };
+    Ok(resp.body(body).unwrap_or_default())
+}
+
+fn full(b: Bytes) -> BoxBody {
+    Full::new(b).boxed()
+}
+
+fn futures_util_stream<T: Send + 'static, const N: usize>(
+    items: [T; N],
+) -> tokio_stream::Iter<std::array::IntoIter<T, N>> {
+    tokio_stream::iter(items)
 }
 
 /// A local port nobody listens on (bound then released): connecting to it is refused.
