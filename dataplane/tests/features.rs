@@ -203,3 +203,26 @@ async fn tcp_proxy_copies_both_ways_and_passes_the_half_close() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_request_body_is_replayed_on_every_retry() -> anyhow::Result<()> {
+    let p = start().await?;
+    let req = http::Request::post(format!("http://127.0.0.1:{}/retry", p.http))
+        .body(Full::new(Bytes::from_static(b"payload")))?;
+    let resp = send(req).await?;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The backend echoes the body: the last try carried it whole.
+    assert_eq!(resp.body().as_ref(), b"payload");
+    let snapshot = p.runtime.load();
+    let host = snapshot
+        .clusters
+        .get("retried")
+        .and_then(|c| c.all.first())
+        .ok_or_else(|| anyhow::anyhow!("no host"))?;
+    assert_eq!(
+        host.requests.load(Ordering::Relaxed),
+        3,
+        "1 try + num_retries 2, each with the body"
+    );
+    Ok(())
+}

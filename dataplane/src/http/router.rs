@@ -21,6 +21,9 @@ use crate::runtime::{Runtime, Snapshot};
 use crate::upstream::cluster::ActiveRequest;
 use crate::upstream::pool::{self, Body};
 
+/// The largest request body kept for retries (Envoy's default per-connection buffer limit).
+const RETRY_BUFFER_LIMIT: u64 = 1024 * 1024;
+
 /// Handles one request; never fails: errors become Envoy's local replies.
 pub async fn handle(
     req: Request<Incoming>,
@@ -215,9 +218,27 @@ async fn forward(
             HeaderValue::from(t.as_millis() as u64),
         );
     }
-    // A body can be sent once; only requests without one can be retried.
-    let replayable = body.is_end_stream();
-    let mut body = Some(body.boxed());
+    // A streamed body can be sent once. With a retry policy, a body of known length up to
+    // RETRY_BUFFER_LIMIT is kept so every try can send it again (Envoy buffers for retries up
+    // to the connection's buffer limit, 1 MiB by default); a larger or chunked one is
+    // streamed and the request is not retried.
+    let keep = fwd.retry.is_some()
+        && !body.is_end_stream()
+        && body
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= RETRY_BUFFER_LIMIT);
+    let (buffered, body) = if keep {
+        let collected = body
+            .collect()
+            .await
+            .map_err(|e| ProxyError::BadRequest(format!("downstream body: {e}")))?;
+        (Some(collected.to_bytes()), None)
+    } else {
+        (None, Some(body))
+    };
+    let replayable = buffered.is_some() || body.as_ref().is_some_and(|b| b.is_end_stream());
+    let mut body = body.map(|b| b.boxed());
     let retry = fwd.retry.as_ref().filter(|_| replayable);
     let attempts = retry.map_or(1, |r| r.num_retries + 1);
     let client = pool::client(cluster.config.connect_timeout, cluster.config.http2);
@@ -233,8 +254,12 @@ async fn forward(
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
         let mut upstream = Request::from_parts(
             parts.clone(),
-            body.take()
-                .unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed()),
+            match &buffered {
+                Some(b) => full(b.clone()),
+                None => body
+                    .take()
+                    .unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed()),
+            },
         );
         *upstream.uri_mut() = uri;
         if fwd.auto_host_rewrite
