@@ -13,17 +13,28 @@ use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use std::time::Duration;
+
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use crate::config::listener::{Codec, HttpManager};
 use crate::runtime::Runtime;
 
-/// Serves one downstream connection until it closes.
+/// How long a draining connection may keep serving in-flight requests before it is closed:
+/// Envoy's default drain time (`--drain-time-s`, 600 s).
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Serves one downstream connection until it closes, or until `drain` turns true (its
+/// listener was removed or replaced): then it drains as Envoy does (HTTP/1.1 closes after
+/// the response in flight, HTTP/2 sends GOAWAY and finishes open streams) and is closed at
+/// [`DRAIN_DEADLINE`] at the latest.
 pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     hcm: Arc<HttpManager>,
     runtime: Arc<Runtime>,
+    mut drain: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -46,7 +57,22 @@ pub async fn serve_connection(
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    if let Err(e) = conn.await {
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        // A dropped sender (no drain will ever come) is not a drain.
+        true = async { drain.wait_for(|d| *d).await.is_ok() } => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(DRAIN_DEADLINE, conn).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::debug!(%peer, "drain deadline passed: connection closed");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
     }
 }

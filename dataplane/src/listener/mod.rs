@@ -132,6 +132,7 @@ async fn start(
                         peer,
                         hcm.clone(),
                         runtime,
+                        stopped.clone(),
                     ));
                 }
                 NetworkFilter::Tcp(proxy) => {
