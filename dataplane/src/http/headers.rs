@@ -55,6 +55,16 @@ pub fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, hcm: &HttpManager) {
             headers.insert("x-forwarded-for", v);
         }
     }
+    if hcm.use_remote_address {
+        // The downstream is the trusted client. Envoy 1.40 treats no address as internal
+        // unless `internal_address_config` says so (which we do not accept), so a request is
+        // never internal: a client's `x-envoy-internal` is dropped and the peer is recorded as
+        // the external address (checked against Envoy 1.40).
+        headers.remove("x-envoy-internal");
+        if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
+            headers.insert("x-envoy-external-address", v);
+        }
+    }
     if hcm.use_remote_address || !headers.contains_key("x-forwarded-proto") {
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
