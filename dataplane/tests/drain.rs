@@ -1,5 +1,6 @@
-//! A removed listener drains as in Envoy: it stops accepting, the request in flight on an open
-//! connection completes, and the connection is then closed.
+//! Connections end as in Envoy: a removed listener stops accepting, the request in flight on
+//! an open connection completes, and the connection is then closed; an idle connection is
+//! closed after the connection manager's idle_timeout.
 
 mod support;
 
@@ -14,7 +15,7 @@ use tokio::net::TcpStream;
 
 use support::{DEADLINE, backend, dataplane, free_port, wait_listening};
 
-fn bootstrap(listen: u16, backend: u16) -> String {
+fn bootstrap(listen: u16, backend: u16, idle: &str) -> String {
     format!(
         r#"
 static_resources:
@@ -27,6 +28,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: http
+          common_http_protocol_options: {{ idle_timeout: {idle} }}
           route_config:
             virtual_hosts: [ {{ name: all, domains: ["*"], routes: [ {{ match: {{ prefix: / }}, route: {{ cluster: web }} }} ] }} ]
           http_filters:
@@ -46,7 +48,7 @@ static_resources:
 async fn a_removed_listener_finishes_the_request_in_flight_then_closes() -> anyhow::Result<()> {
     let web = backend("web").await?;
     let listen = free_port().await?;
-    let runtime = dataplane(&bootstrap(listen, web.port())).await?;
+    let runtime = dataplane(&bootstrap(listen, web.port(), "3600s")).await?;
     wait_listening(([127, 0, 0, 1], listen).into()).await?;
 
     let stream = TcpStream::connect(("127.0.0.1", listen)).await?;
@@ -95,5 +97,36 @@ async fn a_removed_listener_finishes_the_request_in_flight_then_closes() -> anyh
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() -> anyhow::Result<()> {
+    let web = backend("web").await?;
+    let listen = free_port().await?;
+    dataplane(&bootstrap(listen, web.port(), "0.3s")).await?;
+    wait_listening(([127, 0, 0, 1], listen).into()).await?;
+
+    let stream = TcpStream::connect(("127.0.0.1", listen)).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
+    let connection = tokio::spawn(conn);
+    let started = Instant::now();
+    // A request that outlasts the idle timeout is not cut: the connection is busy.
+    let request = http::Request::get("/slow/600")
+        .header("host", "a")
+        .body(Empty::new())?;
+    let resp = tokio::time::timeout(DEADLINE, sender.send_request(request)).await??;
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await?;
+    // Then, idle, it is closed by the proxy.
+    tokio::time::timeout(DEADLINE, connection)
+        .await
+        .context("the idle connection stayed open")???;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed only after the idle timeout: {:?}",
+        started.elapsed()
+    );
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod error;
 pub mod headers;
+pub mod idle;
 pub mod route;
 pub mod router;
 
@@ -47,19 +48,38 @@ pub async fn serve_connection(
         Codec::Http1 => builder.http1_only(),
         Codec::Http2 => builder.http2_only(),
     };
+    let activity = idle::Activity::new();
+    let idle_timeout = hcm.idle_timeout;
+    let tracked = activity.clone();
     let service = hyper::service::service_fn(move |req| {
         let (hcm, runtime) = (hcm.clone(), runtime.clone());
+        let in_flight = tracked.start();
         async move {
-            if let Some(refused) = checks::reject(&req, &hcm) {
-                return Ok::<_, Infallible>(refused);
-            }
-            Ok(router::handle(req, peer, &hcm, &runtime).await)
+            let response = match checks::reject(&req, &hcm) {
+                Some(refused) => refused,
+                None => router::handle(req, peer, &hcm, &runtime).await,
+            };
+            Ok::<_, Infallible>(response.map(|body| idle::Tracked::new(body, in_flight)))
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
+    let idle = async {
+        match idle_timeout {
+            Some(t) => activity.idle_for(t).await,
+            None => std::future::pending().await,
+        }
+    };
     let result = tokio::select! {
         result = conn.as_mut() => result,
+        () = idle => {
+            tracing::debug!(%peer, "idle timeout: closing the connection");
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(DRAIN_DEADLINE, conn).await {
+                Ok(result) => result,
+                Err(_) => return,
+            }
+        }
         // A dropped sender (no drain will ever come) is not a drain.
         true = async { drain.wait_for(|d| *d).await.is_ok() } => {
             conn.as_mut().graceful_shutdown();
