@@ -1,0 +1,126 @@
+//! The `dataplane` binary: boots from a bootstrap file, prints its admin address, serves the
+//! admin endpoints, proxies, and exits 0 on SIGTERM; a bootstrap it cannot honour is refused
+//! with the field named and a non-zero exit.
+
+mod support;
+
+use std::process::Stdio;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use support::{DEADLINE, backend, free_port, get, send, wait_listening};
+
+fn bootstrap(listen: u16, backend: u16) -> String {
+    format!(
+        r#"
+node: {{ id: bin-node, cluster: bin }}
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
+static_resources:
+  listeners:
+  - name: http
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: http
+          route_config:
+            virtual_hosts: [ {{ name: all, domains: ["*"], routes: [ {{ match: {{ prefix: / }}, route: {{ cluster: web }} }} ] }} ]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: web
+    type: STATIC
+    load_assignment:
+      cluster_name: web
+      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }} }} ] }} ]
+"#
+    )
+}
+
+#[tokio::test]
+async fn boots_serves_admin_and_proxies_then_exits_on_sigterm() -> anyhow::Result<()> {
+    let web = backend("web").await?;
+    let listen = free_port().await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bootstrap.yaml");
+    std::fs::write(&path, bootstrap(listen, web.port()))?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dataplane"))
+        .arg("--bootstrap")
+        .arg(&path)
+        .args(["--concurrency", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut line = String::new();
+    tokio::time::timeout(DEADLINE, BufReader::new(stdout).read_line(&mut line)).await??;
+    let Some(admin) = line.trim().strip_prefix("dataplane admin=") else {
+        bail!("first line: {line:?}")
+    };
+    let admin_port: u16 = admin
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .context("admin port")?;
+    assert_ne!(admin_port, 0, "the printed port is the bound one");
+
+    let ready = send(get(admin_port, "/ready")?).await?;
+    assert_eq!(ready.status(), 200, "a static bootstrap is ready at once");
+    let info: serde_json::Value =
+        serde_json::from_slice(send(get(admin_port, "/server_info")?).await?.body())?;
+    assert_eq!(info["node"]["id"], "bin-node");
+
+    wait_listening(([127, 0, 0, 1], listen).into()).await?;
+    let resp = send(get(listen, "/via-binary")?).await?;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-seen-path"], "/via-binary");
+
+    let clusters = send(get(admin_port, "/clusters")?).await?;
+    let text = String::from_utf8_lossy(clusters.body());
+    let host = format!("web::127.0.0.1:{}::", web.port());
+    assert!(
+        text.contains(&format!("{host}health_flags::healthy")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{host}rq_total::1")), "{text}");
+
+    let pid = child.id().context("pid")?;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    assert!(killed.success());
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await??;
+    assert!(status.success(), "exit status on SIGTERM: {status}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn refuses_a_bootstrap_field_it_cannot_honour() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bootstrap.yaml");
+    let text = bootstrap(free_port().await?, 1).replace(
+        "    type: STATIC\n",
+        "    type: STATIC\n    lb_policy: MAGLEV\n",
+    );
+    std::fs::write(&path, text)?;
+    let out = tokio::time::timeout(
+        DEADLINE,
+        Command::new(env!("CARGO_BIN_EXE_dataplane"))
+            .arg("--bootstrap")
+            .arg(&path)
+            .output(),
+    )
+    .await??;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cluster \"web\"") && stderr.contains("lb_policy"),
+        "{stderr}"
+    );
+    Ok(())
+}
