@@ -89,10 +89,17 @@ fn controlplane_bin() -> anyhow::Result<PathBuf> {
 /// Starts `controlplane serve` on the directory; returns the child (killed on drop), the xDS
 /// address and the admin address from its first stdout line.
 async fn controlplane(dir: &Path) -> anyhow::Result<(tokio::process::Child, String, String)> {
+    controlplane_on(dir, "127.0.0.1:0").await
+}
+
+async fn controlplane_on(
+    dir: &Path,
+    listen: &str,
+) -> anyhow::Result<(tokio::process::Child, String, String)> {
     let mut child = tokio::process::Command::new(controlplane_bin()?)
         .args(["serve", "--config"])
         .arg(dir)
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--listen", listen, "--admin", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -218,4 +225,78 @@ async fn sotw() -> anyhow::Result<()> {
 #[tokio::test]
 async fn delta() -> anyhow::Result<()> {
     drives_the_dataplane(true).await
+}
+
+/// The xDS server goes away: the proxy keeps serving its last config, reconnects (backoff),
+/// and applies what changed meanwhile.
+async fn survives_a_server_restart(delta: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let web = backend("web").await?;
+    let listen = free_port().await?;
+    std::fs::write(
+        dir.path().join("clusters.yaml"),
+        CLUSTERS.replace("BACKEND", &web.port().to_string()),
+    )?;
+    std::fs::write(
+        dir.path().join("listener.yaml"),
+        LISTENER.replace("LISTEN", &listen.to_string()),
+    )?;
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        ROUTES.replace("EDITION", "one"),
+    )?;
+    let xds = format!("127.0.0.1:{}", free_port().await?);
+    let (mut cp, _, _) = controlplane_on(dir.path(), &xds).await?;
+
+    let node = Node {
+        id: "dp-restart".into(),
+        ..Default::default()
+    };
+    let runtime = Arc::new(Runtime::default());
+    tokio::spawn(dataplane::listener::run(runtime.clone()));
+    tokio::spawn(
+        XdsClient::new(
+            node,
+            Ads {
+                delta,
+                server: xds.parse()?,
+            },
+            runtime.clone(),
+            Store::default(),
+        )
+        .run(),
+    );
+    let edition = |want: &'static str| async move {
+        let resp = send(get(listen, "/").ok()?).await.ok()?;
+        (resp.headers().get("x-edition")? == want).then_some(())
+    };
+    eventually("the first config serves", || edition("one")).await?;
+
+    cp.kill().await?;
+    assert_eq!(
+        send(get(listen, "/")?).await?.status(),
+        200,
+        "serves while the server is away"
+    );
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        ROUTES.replace("EDITION", "two"),
+    )?;
+    let (_cp, _, _) = controlplane_on(dir.path(), &xds).await?;
+    eventually(
+        "the change made while away applies after the reconnect",
+        || edition("two"),
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sotw_survives_a_server_restart() -> anyhow::Result<()> {
+    survives_a_server_restart(false).await
+}
+
+#[tokio::test]
+async fn delta_survives_a_server_restart() -> anyhow::Result<()> {
+    survives_a_server_restart(true).await
 }
