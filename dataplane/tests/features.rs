@@ -226,3 +226,32 @@ async fn a_request_body_is_replayed_on_every_retry() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// An HTTP/1-only server behind a cluster that speaks HTTP/2: Envoy 1.40 answers 502
+/// "... reset reason: protocol error".
+#[tokio::test]
+async fn an_upstream_protocol_error_is_502() -> anyhow::Result<()> {
+    let h1_only = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = h1_only.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = h1_only.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+                // Stay open until the client gives up, as an HTTP/1 server would.
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let (http, tcp) = (free_port().await?, free_port().await?);
+    dataplane(&bootstrap(http, tcp, port)).await?;
+    wait_listening(([127, 0, 0, 1], http).into()).await?;
+    let resp = send(get(http, "/h2")?).await?;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        resp.body().as_ref(),
+        b"upstream connect error or disconnect/reset before headers. reset reason: protocol error"
+    );
+    Ok(())
+}

@@ -24,6 +24,9 @@ pub enum ProxyError {
     ConnectFailure(String),
     /// The upstream reset or closed before the response headers (UC).
     Reset(String),
+    /// The upstream broke the protocol (an unparsable HTTP/1 response, an HTTP/2 frame our
+    /// codec refuses, e.g. an HTTP/1 server behind an http2 cluster): 502 (UPE).
+    Protocol(String),
     /// The route timeout (or per-try timeout, when no retry is left) passed (UT).
     Timeout(Duration),
     /// A request we will not forward (bad header, bad URI).
@@ -44,7 +47,10 @@ impl ProxyError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            ProxyError::ConnectFailure(_) | ProxyError::Reset(_) | ProxyError::Timeout(_)
+            ProxyError::ConnectFailure(_)
+                | ProxyError::Reset(_)
+                | ProxyError::Protocol(_)
+                | ProxyError::Timeout(_)
         )
     }
 
@@ -57,6 +63,7 @@ impl ProxyError {
             | ProxyError::ConnectFailure(_)
             | ProxyError::Reset(_) => S::SERVICE_UNAVAILABLE,
             ProxyError::Timeout(_) => S::GATEWAY_TIMEOUT,
+            ProxyError::Protocol(_) => S::BAD_GATEWAY,
             ProxyError::BadRequest(_) => S::BAD_REQUEST,
         }
     }
@@ -75,6 +82,9 @@ impl ProxyError {
             }
             ProxyError::Reset(_) => "upstream connect error or disconnect/reset before headers. reset reason: connection termination".into(),
             ProxyError::Timeout(_) => "upstream request timeout".into(),
+            ProxyError::Protocol(_) => {
+                "upstream connect error or disconnect/reset before headers. reset reason: protocol error".into()
+            }
             ProxyError::BadRequest(reason) => reason.clone(),
         }
     }
@@ -88,6 +98,7 @@ impl ProxyError {
             ProxyError::ConnectFailure(_) => "UF",
             ProxyError::Reset(_) => "UC",
             ProxyError::Timeout(_) => "UT",
+            ProxyError::Protocol(_) => "UPE",
             ProxyError::BadRequest(_) => "DPE",
         }
     }

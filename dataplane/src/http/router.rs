@@ -360,8 +360,21 @@ fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
         reason.push_str(&s.to_string());
         source = s.source();
     }
+    // A protocol violation by the upstream: hyper could not parse its HTTP/1 response, or the
+    // HTTP/2 codec detected the error itself ("error detected"; "error received" is the peer's
+    // own GOAWAY/RST, a reset). Envoy answers these 502 "protocol error".
+    let mut parse = false;
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        parse |= s
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_parse() || h.is_parse_status());
+        source = s.source();
+    }
     if e.is_connect() {
         ProxyError::ConnectFailure(reason)
+    } else if parse || reason.contains("error detected") {
+        ProxyError::Protocol(reason)
     } else {
         ProxyError::Reset(reason)
     }
@@ -378,7 +391,9 @@ fn retry_status(p: &RetryPolicy, status: StatusCode) -> bool {
 fn retry_error(p: &RetryPolicy, e: &ProxyError) -> bool {
     match e {
         ProxyError::ConnectFailure(_) => p.on_connect_failure || p.on_5xx || p.on_gateway_error,
-        ProxyError::Reset(_) => p.on_reset || p.on_5xx || p.on_gateway_error,
+        ProxyError::Reset(_) | ProxyError::Protocol(_) => {
+            p.on_reset || p.on_5xx || p.on_gateway_error
+        }
         ProxyError::Timeout(_) => p.on_5xx || p.on_gateway_error,
         _ => false,
     }
