@@ -238,7 +238,9 @@ async fn an_upstream_protocol_error_is_502() -> anyhow::Result<()> {
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
                 // Stay open until the client gives up, as an HTTP/1 server would.
                 while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
             });
