@@ -31,6 +31,8 @@ pub struct Bootstrap {
     pub ads: Option<Ads>,
     /// The static listeners and clusters.
     pub statics: Config,
+    /// The static clusters and listeners as written, for /config_dump.
+    pub statics_raw: Vec<xds_types::Any>,
 }
 
 pub fn load(path: &Path) -> anyhow::Result<Bootstrap> {
@@ -160,11 +162,20 @@ pub fn translate(b: &XdsBootstrap) -> anyhow::Result<Bootstrap> {
             Some(Ads { delta, server })
         }
     };
+    let statics_raw = b
+        .static_resources
+        .iter()
+        .flat_map(|s| {
+            let clusters = s.clusters.iter().map(xds_types::Resource::to_any);
+            clusters.chain(s.listeners.iter().map(xds_types::Resource::to_any))
+        })
+        .collect();
     Ok(Bootstrap {
         node,
         admin,
         ads,
         statics,
+        statics_raw,
     })
 }
 

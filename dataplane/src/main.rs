@@ -80,6 +80,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 server,
             }),
             statics: Default::default(),
+            statics_raw: Vec::new(),
         },
         (None, None) => anyhow::bail!("give --bootstrap FILE or --xds HOST:PORT --node-id ID"),
     };
@@ -100,6 +101,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(dataplane::listener::run(runtime.clone()));
     let store = Store {
         statics: boot.statics.clone(),
+        statics_raw: boot.statics_raw.clone(),
         ..Default::default()
     };
     match boot.ads {
@@ -110,6 +112,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => {
             // A static proxy, as Envoy with only static_resources.
             runtime.publish(store.config());
+            if let Ok(mut dump) = runtime.dump.lock() {
+                *dump = store.dump();
+            }
             runtime.set_ready();
         }
     }

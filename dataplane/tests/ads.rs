@@ -190,6 +190,26 @@ async fn drives_the_dataplane(delta: bool) -> anyhow::Result<()> {
         runtime.is_ready(),
         "ready once the initial config is applied"
     );
+    let dump = runtime
+        .dump
+        .lock()
+        .map(|d| d.clone())
+        .map_err(|_| anyhow::anyhow!("dump lock"))?;
+    let listeners = dump["configs"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c["@type"] == "type.googleapis.com/envoy.admin.v3.ListenersConfigDump")
+        })
+        .context("ListenersConfigDump")?;
+    let active = &listeners["dynamic_listeners"][0]["active_state"];
+    assert_eq!(active["listener"]["name"], "http", "{listeners}");
+    assert!(
+        active["version_info"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+        "{listeners}"
+    );
 
     // One bad cluster beside a good one: the bad one is NACKed by name, the good one applied.
     std::fs::write(dir.path().join("more.yaml"), MORE_CLUSTERS)?;

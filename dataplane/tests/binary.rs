@@ -80,6 +80,27 @@ async fn boots_serves_admin_and_proxies_then_exits_on_sigterm() -> anyhow::Resul
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-seen-path"], "/via-binary");
 
+    // Envoy's layout: the static resources as written, under static_clusters/static_listeners.
+    let dump: serde_json::Value =
+        serde_json::from_slice(send(get(admin_port, "/config_dump")?).await?.body())?;
+    let configs = dump["configs"].as_array().context("configs")?;
+    let of = |ty: &str| {
+        configs
+            .iter()
+            .find(|c| c["@type"].as_str().is_some_and(|t| t.ends_with(ty)))
+            .cloned()
+    };
+    let clusters = of("ClustersConfigDump").context("ClustersConfigDump")?;
+    assert_eq!(
+        clusters["static_clusters"][0]["cluster"]["name"], "web",
+        "{clusters}"
+    );
+    let listeners = of("ListenersConfigDump").context("ListenersConfigDump")?;
+    assert_eq!(
+        listeners["static_listeners"][0]["listener"]["name"], "http",
+        "{listeners}"
+    );
+
     let clusters = send(get(admin_port, "/clusters")?).await?;
     let text = String::from_utf8_lossy(clusters.body());
     let host = format!("web::127.0.0.1:{}::", web.port());

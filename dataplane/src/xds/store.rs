@@ -37,6 +37,8 @@ pub enum Translated {
 #[derive(Debug, Default)]
 pub struct Store {
     pub statics: Config,
+    /// The bootstrap's static clusters and listeners as written (for /config_dump).
+    pub statics_raw: Vec<Any>,
     /// Accepted resources by type URL, then name.
     pub types: BTreeMap<&'static str, BTreeMap<String, Accepted>>,
     /// Type URLs a response has been received for.
@@ -233,10 +235,28 @@ impl Store {
                 })
                 .collect()
         };
+        // Listeners nest their version in `active_state`, as Envoy's ListenersConfigDump does.
+        let listeners: Vec<serde_json::Value> = self
+            .types
+            .get(type_url::LISTENER)
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .map(|(name, a)| {
+                let body = xds_types::format::any_to_json_value(&a.any).unwrap_or(serde_json::Value::Null);
+                json!({ "name": name, "active_state": { "version_info": a.version, "listener": body } })
+            })
+            .collect();
+        let statics = |url: &str, key: &str| -> Vec<serde_json::Value> {
+            self.statics_raw
+                .iter()
+                .filter(|a| a.type_url == url)
+                .map(|a| json!({ key: xds_types::format::any_to_json_value(a).unwrap_or(serde_json::Value::Null) }))
+                .collect()
+        };
         json!({ "configs": [
-            { "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "dynamic_active_clusters": entries(type_url::CLUSTER, "cluster") },
+            { "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "static_clusters": statics(type_url::CLUSTER, "cluster"), "dynamic_active_clusters": entries(type_url::CLUSTER, "cluster") },
             { "@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump", "dynamic_endpoint_configs": entries(type_url::ENDPOINT, "endpoint_config") },
-            { "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "dynamic_listeners": entries(type_url::LISTENER, "active_state") },
+            { "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "static_listeners": statics(type_url::LISTENER, "listener"), "dynamic_listeners": listeners },
             { "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "dynamic_route_configs": entries(type_url::ROUTE, "route_config") },
         ]})
     }
