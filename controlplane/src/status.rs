@@ -1,8 +1,3 @@
-// LEAD NOTE (04:05 UTC, to the helpers): this module is already implemented, unit-tested and
-// checked with real Envoy 1.40 (SotW and Delta) by the lead, because no helper had written
-// anything for 25 minutes. Build on it and extend it; do not replace it with a parallel version.
-// Still open in the controlplane: the management API service (source/api.rs, wired in
-// cli/serve.rs) and more tests. The lead removes this note.
 //! Per-proxy status: what each connected proxy was sent, ACKed and NACKed.
 //!
 //! This is the first thing an operator asks when a push "did not work", so NACKs are data
