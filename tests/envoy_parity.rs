@@ -33,12 +33,39 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
         )
     };
     let p = |n: &str| ports[n];
+    let hashed = |name: &str, lb: &str| {
+        let endpoints: String = ["b1", "b2", "b3"]
+            .iter()
+            .map(|b| format!("{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }} }},", ports[b]))
+            .collect();
+        format!(
+            r#"
+- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: {name}
+  type: EDS
+  connect_timeout: 0.5s
+  {lb}
+  eds_cluster_config: {{ eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}
+- "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
+  cluster_name: {name}
+  endpoints: [ {{ lb_endpoints: [ {endpoints} ] }} ]
+"#
+        )
+    };
     let clusters = [
         eds("b1", &[p("b1")]),
         eds("b2", &[p("b2")]),
         eds("b3", &[p("b3")]),
         eds("dead", &[p("dead")]),
         eds("flaky", &[p("bad"), p("b1")]),
+        // The hashing policies: Envoy's ring and Maglev table are rebuilt exactly, so the same
+        // key must reach the same backend through both proxies.
+        hashed("ring", "lb_policy: RING_HASH"),
+        hashed("maglev", "lb_policy: MAGLEV"),
+        hashed(
+            "murmur",
+            "lb_policy: RING_HASH\n  ring_hash_lb_config: { minimum_ring_size: 64, hash_function: MURMUR_HASH_2 }",
+        ),
         r#"
 - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
   name: empty
@@ -111,6 +138,9 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
     - {{ match: {{ prefix: "/dead" }}, route: {{ cluster: dead }} }}
     - {{ match: {{ prefix: "/slow" }}, route: {{ cluster: b1, timeout: 0.3s }} }}
     - {{ match: {{ prefix: "/retry" }}, route: {{ cluster: flaky, retry_policy: {{ retry_on: 5xx, num_retries: 3 }} }} }}
+    - {{ match: {{ prefix: "/ring" }}, route: {{ cluster: ring, hash_policy: [ {{ header: {{ header_name: x-user }} }}, {{ query_parameter: {{ name: user }} }} ] }} }}
+    - {{ match: {{ prefix: "/maglev" }}, route: {{ cluster: maglev, hash_policy: [ {{ cookie: {{ name: sticky }} }}, {{ header: {{ header_name: x-user }} }} ] }} }}
+    - {{ match: {{ prefix: "/murmur" }}, route: {{ cluster: murmur, hash_policy: [ {{ header: {{ header_name: x-user }}, terminal: true }}, {{ connection_properties: {{ source_ip: true }} }} ] }} }}
     - {{ match: {{ prefix: "/b" }}, route: {{ cluster: b1 }} }}
 "#
     )
@@ -368,6 +398,97 @@ const CASES: &[Case] = &[
         name: "retry on 5xx reaches the good host",
         host: "other.org",
         path: "/retry",
+        headers: &[],
+        status: 200,
+    },
+    Case {
+        name: "ring hash: header alice",
+        host: "other.org",
+        path: "/ring",
+        headers: &[("x-user", "alice")],
+        status: 200,
+    },
+    Case {
+        name: "ring hash: header bob",
+        host: "other.org",
+        path: "/ring",
+        headers: &[("x-user", "bob")],
+        status: 200,
+    },
+    Case {
+        name: "ring hash: header carol",
+        host: "other.org",
+        path: "/ring",
+        headers: &[("x-user", "carol")],
+        status: 200,
+    },
+    Case {
+        name: "ring hash: header dave",
+        host: "other.org",
+        path: "/ring",
+        headers: &[("x-user", "dave")],
+        status: 200,
+    },
+    Case {
+        name: "ring hash: query parameter erin",
+        host: "other.org",
+        path: "/ring?user=erin",
+        headers: &[],
+        status: 200,
+    },
+    Case {
+        name: "ring hash: query parameter frank",
+        host: "other.org",
+        path: "/ring?user=frank",
+        headers: &[],
+        status: 200,
+    },
+    Case {
+        name: "ring hash: header and query folded",
+        host: "other.org",
+        path: "/ring?user=erin",
+        headers: &[("x-user", "alice")],
+        status: 200,
+    },
+    Case {
+        name: "maglev: cookie abc",
+        host: "other.org",
+        path: "/maglev",
+        headers: &[("cookie", "a=1; sticky=abc")],
+        status: 200,
+    },
+    Case {
+        name: "maglev: cookie def",
+        host: "other.org",
+        path: "/maglev",
+        headers: &[("cookie", "sticky=def")],
+        status: 200,
+    },
+    Case {
+        name: "maglev: header alice",
+        host: "other.org",
+        path: "/maglev",
+        headers: &[("x-user", "alice")],
+        status: 200,
+    },
+    Case {
+        name: "maglev: header grace",
+        host: "other.org",
+        path: "/maglev",
+        headers: &[("x-user", "grace")],
+        status: 200,
+    },
+    Case {
+        name: "ring hash murmur2: terminal header",
+        host: "other.org",
+        path: "/murmur",
+        headers: &[("x-user", "zed")],
+        status: 200,
+    },
+    Case {
+        name: "ring hash murmur2: source ip",
+        host: "other.org",
+        path: "/murmur",
         headers: &[],
         status: 200,
     },

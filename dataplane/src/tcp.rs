@@ -20,7 +20,7 @@ pub async fn serve_connection(downstream: TcpStream, proxy: TcpProxy, runtime: A
         return;
     };
     drop(snapshot);
-    let Some(host) = cluster.pick().cloned() else {
+    let Some(host) = cluster.pick(None, 0).cloned() else {
         tracing::debug!(cluster = %proxy.cluster, "tcp_proxy: no healthy upstream, closing");
         return;
     };

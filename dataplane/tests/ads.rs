@@ -60,7 +60,7 @@ const MORE_CLUSTERS: &str = r#"resources:
   name: fancy
   type: STATIC
   connect_timeout: 1s
-  lb_policy: MAGLEV
+  lb_policy: CLUSTER_PROVIDED
   load_assignment: { cluster_name: fancy }
 - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
   name: other

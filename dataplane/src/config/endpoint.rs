@@ -17,6 +17,8 @@ pub struct LoadAssignment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     pub addr: SocketAddr,
+    /// `endpoint.hostname`: hashed instead of the address with `use_hostname_for_hashing`.
+    pub hostname: String,
     pub weight: u32,
     /// EDS said it is healthy (HEALTHY or UNKNOWN).
     pub healthy: bool,
@@ -66,6 +68,7 @@ impl LoadAssignment {
                     .map_or(1, |w| w.value.max(1));
                 priorities[p].push(Host {
                     addr,
+                    hostname: endpoint.hostname.clone(),
                     weight,
                     healthy,
                 });

@@ -13,6 +13,7 @@
 pub mod cluster;
 pub mod endpoint;
 pub mod error;
+pub mod hash_policy;
 pub mod listener;
 pub mod route;
 

@@ -18,6 +18,7 @@ use xds_types::pb::envoy::config::route::v3::{
 };
 use xds_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 
+use super::hash_policy::HashPolicy;
 use super::{ConfigError, FieldError, FieldResult, duration, only_fields, validate};
 
 /// Envoy's default route timeout (route_components.proto, RouteAction.timeout).
@@ -135,7 +136,12 @@ pub struct Forward {
     pub host_rewrite: Option<String>,
     pub auto_host_rewrite: bool,
     pub timeout: Option<Duration>,
+    /// The route's stream idle timeout: no bytes either way for this long ends the request
+    /// (`idle_timeout`; 0 disables; unset leaves the connection manager's).
+    pub idle_timeout: Option<Duration>,
     pub retry: Option<RetryPolicy>,
+    /// What RING_HASH and MAGLEV clusters hash on; empty means a random hash.
+    pub hash_policy: Vec<HashPolicy>,
 }
 
 #[derive(Debug, Clone)]
@@ -458,7 +464,9 @@ fn forward(a: &RouteAction) -> FieldResult<Forward> {
             "host_rewrite_literal",
             "auto_host_rewrite",
             "timeout",
+            "idle_timeout",
             "retry_policy",
+            "hash_policy",
         ],
     )?;
     let target = match &a.cluster_specifier {
@@ -497,11 +505,7 @@ fn forward(a: &RouteAction) -> FieldResult<Forward> {
             let re = Regex::new(pattern).map_err(|e| {
                 FieldError::new("regex_rewrite.pattern.regex", format!("invalid regex: {e}"))
             })?;
-            // RE2 writes groups as \1; the regex crate as ${1}.
-            let sub = Regex::new(r"\\(\d)")
-                .map(|d| d.replace_all(&r.substitution, "$${$1}").into_owned())
-                .unwrap_or_default();
-            Some((re, sub))
+            Some((re, re2_substitution(&r.substitution)))
         }
         None => None,
     };
@@ -534,8 +538,21 @@ fn forward(a: &RouteAction) -> FieldResult<Forward> {
         host_rewrite,
         auto_host_rewrite,
         timeout,
+        idle_timeout: a
+            .idle_timeout
+            .as_ref()
+            .map(duration)
+            .filter(|d| !d.is_zero()),
         retry,
+        hash_policy: super::hash_policy::translate(&a.hash_policy)?,
     })
+}
+
+/// RE2 writes groups as `\1`; the regex crate as `${1}`.
+pub(super) fn re2_substitution(substitution: &str) -> String {
+    Regex::new(r"\\(\d)")
+        .map(|d| d.replace_all(substitution, "$${$1}").into_owned())
+        .unwrap_or_default()
 }
 
 fn retry_policy(

@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod error;
+pub mod hash;
 pub mod headers;
 pub mod idle;
 pub mod route;
@@ -26,6 +27,15 @@ use crate::runtime::Runtime;
 /// Envoy's default drain time (`--drain-time-s`, 600 s).
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 
+/// What the request path knows of the downstream connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Downstream {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Our address the client connected to.
+    pub local: SocketAddr,
+}
+
 /// Serves one downstream connection until it closes, or until `drain` turns true (its
 /// listener was removed or replaced): then it drains as Envoy does (HTTP/1.1 closes after
 /// the response in flight, HTTP/2 sends GOAWAY and finishes open streams) and is closed at
@@ -48,6 +58,10 @@ pub async fn serve_connection(
         Codec::Http1 => builder.http1_only(),
         Codec::Http2 => builder.http2_only(),
     };
+    let downstream = Downstream {
+        peer,
+        local: stream.local_addr().unwrap_or(peer),
+    };
     let activity = idle::Activity::new();
     let idle_timeout = hcm.idle_timeout;
     let tracked = activity.clone();
@@ -57,7 +71,7 @@ pub async fn serve_connection(
         async move {
             let response = match checks::reject(&req, &hcm) {
                 Some(refused) => refused,
-                None => router::handle(req, peer, &hcm, &runtime).await,
+                None => router::handle(req, downstream, &hcm, &runtime).await,
             };
             Ok::<_, Infallible>(response.map(|body| idle::Tracked::new(body, in_flight)))
         }

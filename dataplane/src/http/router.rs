@@ -1,7 +1,6 @@
 //! The router: from a request to a response. Route, then act: a direct response, a redirect,
 //! or forward to a cluster's host with the route's timeout and retry policy.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,9 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use rand::Rng;
 
+use super::Downstream;
 use super::error::ProxyError;
+use super::hash::{self, RequestHash};
 use super::headers;
 use crate::config::listener::{HttpManager, RouteSource};
 use crate::config::route::{
@@ -27,7 +28,7 @@ const RETRY_BUFFER_LIMIT: u64 = 1024 * 1024;
 /// Handles one request; never fails: errors become Envoy's local replies.
 pub async fn handle(
     req: Request<Incoming>,
-    peer: SocketAddr,
+    downstream: Downstream,
     hcm: &HttpManager,
     runtime: &Runtime,
 ) -> Response<Body> {
@@ -69,7 +70,11 @@ pub async fn handle(
         Action::Redirect(redirect) => redirect_reply(redirect, &parts, &host, route),
         Action::Forward(fwd) => {
             let request = Request::from_parts(parts, body);
-            match forward(request, peer, hcm, &snapshot, &table, vhost, route, fwd).await {
+            match forward(
+                request, downstream, hcm, &snapshot, &table, vhost, route, fwd,
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(e) => return local_reply(hcm, &e, &levels),
             }
@@ -171,7 +176,7 @@ fn prefix_rewrite(path: &str, matched: usize, replacement: &str) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     req: Request<Incoming>,
-    peer: SocketAddr,
+    downstream: Downstream,
     hcm: &HttpManager,
     snapshot: &Snapshot,
     table: &Arc<RouteTable>,
@@ -201,11 +206,23 @@ async fn forward(
         .remove::<hyper::upgrade::OnUpgrade>()
         .filter(|_| upgrade);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::forwarded(&mut parts.headers, peer, hcm);
+    headers::forwarded(&mut parts.headers, downstream.peer, hcm);
     headers::apply_request(
         &mut parts.headers,
         &[&route.headers, &vhost.headers, &table.headers],
     );
+    // Hashed on the request as it arrived (before rewrites), as Envoy's router does.
+    let request_hash = if fwd.hash_policy.is_empty() {
+        RequestHash::default()
+    } else {
+        hash::compute(
+            &fwd.hash_policy,
+            &parts.headers,
+            parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            downstream.peer,
+            downstream.local,
+        )
+    };
     let path_and_query = rewritten_path(&parts, route, fwd);
     if let Some(h) = &fwd.host_rewrite
         && let Ok(v) = HeaderValue::from_str(h)
@@ -245,7 +262,10 @@ async fn forward(
     let deadline = fwd.timeout.map(|t| started + t);
     let mut last_err = ProxyError::NoHealthyUpstream;
     for attempt in 0..attempts {
-        let host = cluster.pick().ok_or(ProxyError::NoHealthyUpstream)?.clone();
+        let host = cluster
+            .pick(request_hash.hash, attempt)
+            .ok_or(ProxyError::NoHealthyUpstream)?
+            .clone();
         let uri = Uri::builder()
             .scheme("http")
             .authority(host.addr.to_string())
@@ -308,6 +328,11 @@ async fn forward(
                     "x-envoy-upstream-service-time",
                     HeaderValue::from(sent.elapsed().as_millis() as u64),
                 );
+                if let Some(cookie) = &request_hash.set_cookie
+                    && let Ok(v) = HeaderValue::from_str(cookie)
+                {
+                    rparts.headers.append(http::header::SET_COOKIE, v);
+                }
                 return Ok(Response::from_parts(rparts, rbody.boxed()));
             }
             Err(e) => {

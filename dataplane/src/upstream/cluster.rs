@@ -12,6 +12,8 @@ use super::lb::Picker;
 #[derive(Debug)]
 pub struct HostState {
     pub addr: SocketAddr,
+    /// EDS `endpoint.hostname` (what `use_hostname_for_hashing` hashes).
+    pub hostname: String,
     pub weight: u32,
     pub healthy: bool,
     pub active: AtomicU64,
@@ -47,12 +49,16 @@ impl UpstreamCluster {
                 .map(|h| {
                     let kept = previous.and_then(|p| {
                         p.all.iter().find(|s| {
-                            s.addr == h.addr && s.weight == h.weight && s.healthy == h.healthy
+                            s.addr == h.addr
+                                && s.weight == h.weight
+                                && s.healthy == h.healthy
+                                && s.hostname == h.hostname
                         })
                     });
                     kept.cloned().unwrap_or_else(|| {
                         Arc::new(HostState {
                             addr: h.addr,
+                            hostname: h.hostname.clone(),
                             weight: h.weight,
                             healthy: h.healthy,
                             active: AtomicU64::new(0),
@@ -76,10 +82,12 @@ impl UpstreamCluster {
         }
     }
 
-    /// A host for the next request, or `None` when the cluster has no healthy host.
-    pub fn pick(&self) -> Option<&Arc<HostState>> {
+    /// A host for the next request, or `None` when the cluster has no healthy host. `hash` is
+    /// the request's hash for RING_HASH and MAGLEV (none: a random one); `attempt` counts
+    /// retries, which the hashing policies use to move off the host that failed.
+    pub fn pick(&self, hash: Option<u64>, attempt: u32) -> Option<&Arc<HostState>> {
         self.picker
-            .pick(&self.hosts)
+            .pick(&self.hosts, hash, attempt)
             .and_then(|i| self.hosts.get(i))
     }
 }
@@ -98,5 +106,23 @@ impl ActiveRequest {
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A healthy host with `active` requests in flight, for the policies' unit tests.
+    pub(crate) fn host_with_active(active: u64) -> Arc<HostState> {
+        Arc::new(HostState {
+            addr: "127.0.0.1:1".parse().expect("an address"),
+            hostname: String::new(),
+            weight: 1,
+            healthy: true,
+            active: AtomicU64::new(active),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        })
     }
 }

@@ -136,12 +136,12 @@ fn translation_errors_name_the_path() {
     let e = RouteTable::try_from(&rc).unwrap_err().to_string();
     assert!(e.starts_with("route configuration \"r\": virtual_hosts[0].routes[0].match.safe_regex.regex: invalid regex"), "{e}");
     let rc: RouteConfiguration = xds_types::format::from_yaml_str(
-        "name: r\nvirtual_hosts: [ { name: v, domains: ['*'], routes: [ { match: { prefix: / }, route: { cluster: c, hash_policy: [ { header: { header_name: x } } ] } } ] } ]\n",
+        "name: r\nvirtual_hosts: [ { name: v, domains: ['*'], routes: [ { match: { prefix: / }, route: { cluster: c, hash_policy: [ { filter_state: { key: x } } ] } } ] } ]\n",
     )
     .unwrap();
     let e = RouteTable::try_from(&rc).unwrap_err().to_string();
     assert!(
-        e.contains("virtual_hosts[0].routes[0].route.hash_policy: not supported"),
+        e.contains("virtual_hosts[0].routes[0].route.hash_policy[0].filter_state: not supported"),
         "{e}"
     );
 }

@@ -18,3 +18,28 @@ pub fn pick(hosts: &[Arc<HostState>]) -> usize {
     }
     0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn follows_the_weights() {
+        let host = |weight| {
+            Arc::new(HostState {
+                addr: "127.0.0.1:1".parse().expect("an address"),
+                hostname: String::new(),
+                weight,
+                healthy: true,
+                active: AtomicU64::new(0),
+                requests: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+            })
+        };
+        let hosts = vec![host(3), host(1)];
+        let first = (0..8000).filter(|_| pick(&hosts) == 0).count();
+        // 6000 expected; the bound is > 10 standard deviations (~39) wide.
+        assert!((5600..6400).contains(&first), "{first}");
+    }
+}
