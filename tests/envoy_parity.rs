@@ -33,6 +33,20 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
         )
     };
     let p = |n: &str| ports[n];
+    let dns = |name: &str, kind: &str, port: u16| {
+        format!(
+            r#"
+- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: {name}
+  type: {kind}
+  dns_lookup_family: V4_ONLY
+  connect_timeout: 0.5s
+  load_assignment:
+    cluster_name: {name}
+    endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: localhost, port_value: {port} }} }} }} }} ] }} ]
+"#
+        )
+    };
     let hashed = |name: &str, lb: &str| {
         let endpoints: String = ["b1", "b2", "b3"]
             .iter()
@@ -66,6 +80,8 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
             "murmur",
             "lb_policy: RING_HASH\n  ring_hash_lb_config: { minimum_ring_size: 64, hash_function: MURMUR_HASH_2 }",
         ),
+        dns("strict", "STRICT_DNS", p("b3")),
+        dns("logical", "LOGICAL_DNS", p("b2")),
         r#"
 - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
   name: empty
@@ -141,6 +157,8 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
     - {{ match: {{ prefix: "/ring" }}, route: {{ cluster: ring, hash_policy: [ {{ header: {{ header_name: x-user }} }}, {{ query_parameter: {{ name: user }} }} ] }} }}
     - {{ match: {{ prefix: "/maglev" }}, route: {{ cluster: maglev, hash_policy: [ {{ cookie: {{ name: sticky }} }}, {{ header: {{ header_name: x-user }} }} ] }} }}
     - {{ match: {{ prefix: "/murmur" }}, route: {{ cluster: murmur, hash_policy: [ {{ header: {{ header_name: x-user }}, terminal: true }}, {{ connection_properties: {{ source_ip: true }} }} ] }} }}
+    - {{ match: {{ prefix: "/dns-strict" }}, route: {{ cluster: strict }} }}
+    - {{ match: {{ prefix: "/dns-logical" }}, route: {{ cluster: logical }} }}
     - {{ match: {{ prefix: "/b" }}, route: {{ cluster: b1 }} }}
 "#
     )
@@ -489,6 +507,20 @@ const CASES: &[Case] = &[
         name: "ring hash murmur2: source ip",
         host: "other.org",
         path: "/murmur",
+        headers: &[],
+        status: 200,
+    },
+    Case {
+        name: "STRICT_DNS cluster (localhost)",
+        host: "other.org",
+        path: "/dns-strict",
+        headers: &[],
+        status: 200,
+    },
+    Case {
+        name: "LOGICAL_DNS cluster (localhost)",
+        host: "other.org",
+        path: "/dns-logical",
         headers: &[],
         status: 200,
     },

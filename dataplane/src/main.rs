@@ -99,6 +99,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         boot.node.id.clone(),
     ));
     tokio::spawn(dataplane::listener::run(runtime.clone()));
+    tokio::spawn(dataplane::upstream::dns::run(runtime.clone()));
     let store = Store {
         statics: boot.statics.clone(),
         statics_raw: boot.statics_raw.clone(),

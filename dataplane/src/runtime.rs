@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::config::Config;
 use crate::config::cluster::Discovery;
+use crate::config::{Config, LoadAssignment};
 use crate::upstream::UpstreamCluster;
 
 #[derive(Debug, Default)]
@@ -26,6 +26,8 @@ pub struct Runtime {
     current: ArcSwap<Snapshot>,
     changed: watch::Sender<u64>,
     ready: AtomicBool,
+    /// The latest answers for DNS clusters (upstream/dns.rs), by cluster name.
+    resolved: std::sync::Mutex<HashMap<String, Arc<LoadAssignment>>>,
     /// What the admin API's /config_dump shows: the accepted resources as JSON, by type.
     pub dump: std::sync::Mutex<serde_json::Value>,
 }
@@ -36,6 +38,7 @@ impl Default for Runtime {
             current: ArcSwap::from_pointee(Snapshot::default()),
             changed: watch::channel(0).0,
             ready: AtomicBool::new(false),
+            resolved: Default::default(),
             dump: std::sync::Mutex::new(serde_json::json!({ "configs": [] })),
         }
     }
@@ -48,6 +51,22 @@ impl Runtime {
 
     /// Builds the runtime clusters for `config` and swaps it in.
     pub fn publish(&self, config: Config) {
+        // The DNS answers' lock also orders publications: a DNS republish and an xDS one
+        // cannot interleave and store an older config last.
+        let resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        self.build_and_store(config, &resolved);
+    }
+
+    /// Records a DNS cluster's new answer and republishes the current config with it (the
+    /// cluster's host set changes; nothing else does).
+    pub fn set_resolved(&self, cluster: &str, assignment: LoadAssignment) {
+        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        resolved.insert(cluster.to_string(), Arc::new(assignment));
+        let config = self.load().config.clone();
+        self.build_and_store(config, &resolved);
+    }
+
+    fn build_and_store(&self, config: Config, resolved: &HashMap<String, Arc<LoadAssignment>>) {
         let previous = self.current.load();
         let empty = Default::default();
         let clusters = config
@@ -61,6 +80,7 @@ impl Runtime {
                         .get(service)
                         .map(|a| a.as_ref())
                         .unwrap_or(&empty),
+                    Discovery::Dns(_) => resolved.get(name).map(|a| a.as_ref()).unwrap_or(&empty),
                 };
                 let upstream = UpstreamCluster::new(
                     c.clone(),
@@ -72,6 +92,15 @@ impl Runtime {
             .collect();
         self.current.store(Arc::new(Snapshot { config, clusters }));
         self.changed.send_modify(|g| *g += 1);
+    }
+
+    /// The current answer for a DNS cluster, if resolved.
+    pub fn resolved(&self, cluster: &str) -> Option<Arc<LoadAssignment>> {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(cluster)
+            .cloned()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use xds_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;
 use xds_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy, ring_hash_lb_config,
+    ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbConfig, LbPolicy, ring_hash_lb_config,
 };
 use xds_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use xds_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
@@ -12,7 +12,8 @@ use xds_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options
 };
 
 use super::{
-    ConfigError, FieldError, FieldResult, LoadAssignment, duration, only_fields, unpack, validate,
+    ConfigError, FieldError, FieldResult, LoadAssignment, duration, endpoint, only_fields, unpack,
+    validate,
 };
 
 /// Envoy's default connect timeout (cluster.proto, connect_timeout).
@@ -35,7 +36,44 @@ pub enum Discovery {
     Static(LoadAssignment),
     /// Endpoints from EDS, under this service name.
     Eds(String),
+    /// Endpoints named by DNS names, resolved in the background (upstream/dns.rs).
+    Dns(DnsDiscovery),
 }
+
+/// STRICT_DNS and LOGICAL_DNS: what to resolve and how often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsDiscovery {
+    /// LOGICAL_DNS: one host, the first address of the (single) name. STRICT_DNS: every
+    /// address of every name is a host.
+    pub logical: bool,
+    /// By priority, as a load assignment's.
+    pub priorities: Vec<Vec<DnsEndpoint>>,
+    pub refresh_rate: Duration,
+    pub family: DnsFamily,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsEndpoint {
+    pub name: String,
+    pub port: u16,
+    pub weight: u32,
+    pub healthy: bool,
+}
+
+/// `dns_lookup_family`: which answers are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsFamily {
+    /// AUTO: IPv6 if there is any, else IPv4.
+    Auto,
+    V4Only,
+    V6Only,
+    /// IPv4 if there is any, else IPv6.
+    V4Preferred,
+    All,
+}
+
+/// Envoy's default `dns_refresh_rate`.
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LbKind {
@@ -104,6 +142,8 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             "load_assignment",
             "eds_cluster_config",
             "typed_extension_protocol_options",
+            "dns_refresh_rate",
+            "dns_lookup_family",
             // Only changes statistics names (cluster.proto, alt_stat_name).
             "alt_stat_name",
         ],
@@ -125,13 +165,20 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
                 .filter(|s| !s.is_empty());
             Discovery::Eds(service.unwrap_or_else(|| c.name.clone()))
         }
+        Some(ClusterDiscoveryType::Type(t))
+            if t == DiscoveryType::StrictDns as i32 || t == DiscoveryType::LogicalDns as i32 =>
+        {
+            Discovery::Dns(dns(c, t == DiscoveryType::LogicalDns as i32)?)
+        }
         Some(ClusterDiscoveryType::Type(t)) => {
             let name = DiscoveryType::try_from(t)
                 .map(|d| d.as_str_name())
                 .unwrap_or("unknown");
             return Err(FieldError::new(
                 "type",
-                format!("{name} clusters are not supported yet (STATIC and EDS are)"),
+                format!(
+                    "{name} clusters are not supported (STATIC, EDS, STRICT_DNS and LOGICAL_DNS are)"
+                ),
             ));
         }
         Some(ClusterDiscoveryType::ClusterType(_)) => {
@@ -303,4 +350,113 @@ fn is_prime(n: u64) -> bool {
         d += 1;
     }
     true
+}
+
+// `dns_refresh_rate` is deprecated in favour of the DnsCluster extension, but Envoy 1.40 still
+// honours it, and most configs in the wild set it here.
+#[allow(deprecated)]
+fn dns(c: &XdsCluster, logical: bool) -> FieldResult<DnsDiscovery> {
+    let kind = if logical { "LOGICAL_DNS" } else { "STRICT_DNS" };
+    let la = c.load_assignment.as_ref().ok_or_else(|| {
+        FieldError::new("load_assignment", format!("required for a {kind} cluster"))
+    })?;
+    let priorities = endpoint::dns_endpoints(la).map_err(|e| e.within("load_assignment"))?;
+    if logical && priorities.iter().flatten().count() != 1 {
+        // Envoy's own rule (logical_dns_cluster.cc).
+        return Err(FieldError::new(
+            "load_assignment",
+            "LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single lb_endpoint",
+        ));
+    }
+    let family = match DnsLookupFamily::try_from(c.dns_lookup_family) {
+        Ok(DnsLookupFamily::Auto) => DnsFamily::Auto,
+        Ok(DnsLookupFamily::V4Only) => DnsFamily::V4Only,
+        Ok(DnsLookupFamily::V6Only) => DnsFamily::V6Only,
+        Ok(DnsLookupFamily::V4Preferred) => DnsFamily::V4Preferred,
+        Ok(DnsLookupFamily::All) => DnsFamily::All,
+        Err(_) => return Err(FieldError::new("dns_lookup_family", "unknown family")),
+    };
+    Ok(DnsDiscovery {
+        logical,
+        priorities,
+        refresh_rate: c
+            .dns_refresh_rate
+            .as_ref()
+            .map(duration)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_DNS_REFRESH),
+        family,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(yaml: &str) -> Result<Cluster, ConfigError> {
+        let c: XdsCluster = xds_types::format::from_yaml_str(yaml).expect("a cluster");
+        Cluster::try_from(&c)
+    }
+
+    const TWO_NAMES: &str = "load_assignment: { cluster_name: c, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: a.example, port_value: 80 } } } }, { endpoint: { address: { socket_address: { address: b.example, port_value: 81 } } } } ] } ] }";
+
+    #[test]
+    fn dns_clusters_keep_names_family_and_refresh() {
+        let c = cluster(&format!(
+            "name: c\ntype: STRICT_DNS\ndns_lookup_family: V4_ONLY\ndns_refresh_rate: 2s\n{TWO_NAMES}"
+        ))
+        .expect("valid");
+        let Discovery::Dns(d) = c.discovery else {
+            panic!("not DNS: {:?}", c.discovery)
+        };
+        assert!(!d.logical);
+        assert_eq!(d.family, DnsFamily::V4Only);
+        assert_eq!(d.refresh_rate, Duration::from_secs(2));
+        assert_eq!(d.priorities[0][1].name, "b.example");
+        assert_eq!(d.priorities[0][1].port, 81);
+        let e = cluster(&format!("name: c\ntype: LOGICAL_DNS\n{TWO_NAMES}"))
+            .expect_err("two endpoints")
+            .to_string();
+        assert!(e.contains("a single lb_endpoint"), "{e}");
+        let e = cluster("name: c\ntype: STRICT_DNS\n")
+            .expect_err("no assignment")
+            .to_string();
+        assert!(
+            e.contains("load_assignment: required for a STRICT_DNS cluster"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hashing_policies_and_their_limits() {
+        let c = cluster("name: c\nlb_policy: RING_HASH\nring_hash_lb_config: { minimum_ring_size: 8, maximum_ring_size: 16 }\ncommon_lb_config: { consistent_hashing_lb_config: { hash_balance_factor: 150 } }\nload_assignment: { cluster_name: c }").expect("valid");
+        assert!(matches!(
+            c.lb,
+            LbKind::RingHash {
+                min_ring_size: 8,
+                max_ring_size: 16,
+                consistent: ConsistentHashing {
+                    hash_balance_factor: 150,
+                    ..
+                },
+                ..
+            }
+        ));
+        let e = cluster("name: c\nlb_policy: RING_HASH\nring_hash_lb_config: { minimum_ring_size: 32, maximum_ring_size: 16 }\nload_assignment: { cluster_name: c }").expect_err("min > max").to_string();
+        assert!(
+            e.contains("minimum_ring_size (32) > maximum_ring_size (16)"),
+            "{e}"
+        );
+        let e = cluster("name: c\nlb_policy: MAGLEV\nmaglev_lb_config: { table_size: 100 }\nload_assignment: { cluster_name: c }").expect_err("not prime").to_string();
+        assert!(e.contains("maglev_lb_config.table_size"), "{e}");
+        let c = cluster("name: c\nlb_policy: MAGLEV\nload_assignment: { cluster_name: c }")
+            .expect("valid");
+        assert!(matches!(
+            c.lb,
+            LbKind::Maglev {
+                table_size: 65537,
+                ..
+            }
+        ));
+    }
 }

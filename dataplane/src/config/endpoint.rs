@@ -6,7 +6,8 @@ use xds_types::pb::envoy::config::core::v3::HealthStatus;
 use xds_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 
-use super::{ConfigError, FieldError, FieldResult, socket_addr, validate};
+use super::cluster::DnsEndpoint;
+use super::{ConfigError, FieldError, FieldResult, named_addr, socket_addr, validate};
 
 #[derive(Debug, Clone, Default)]
 pub struct LoadAssignment {
@@ -76,4 +77,42 @@ impl LoadAssignment {
         }
         Ok(LoadAssignment { priorities })
     }
+}
+
+/// The endpoints of a DNS cluster's inline assignment: names (or IPs) and ports, by priority.
+pub fn dns_endpoints(cla: &ClusterLoadAssignment) -> FieldResult<Vec<Vec<DnsEndpoint>>> {
+    let mut priorities: Vec<Vec<DnsEndpoint>> = Vec::new();
+    for (l, locality) in cla.endpoints.iter().enumerate() {
+        let p = locality.priority as usize;
+        if p > 128 {
+            return Err(FieldError::new(
+                format!("endpoints[{l}].priority"),
+                "too large",
+            ));
+        }
+        if priorities.len() <= p {
+            priorities.resize(p + 1, Vec::new());
+        }
+        for (e, lb) in locality.lb_endpoints.iter().enumerate() {
+            let at = format!("endpoints[{l}].lb_endpoints[{e}]");
+            let Some(HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier else {
+                return Err(FieldError::new(at, "an endpoint is required"));
+            };
+            let (name, port) = named_addr(endpoint.address.as_ref())
+                .map_err(|e| e.within(&format!("{at}.endpoint.address")))?;
+            priorities[p].push(DnsEndpoint {
+                name,
+                port,
+                weight: lb
+                    .load_balancing_weight
+                    .as_ref()
+                    .map_or(1, |w| w.value.max(1)),
+                healthy: matches!(
+                    HealthStatus::try_from(lb.health_status),
+                    Ok(HealthStatus::Unknown | HealthStatus::Healthy)
+                ),
+            });
+        }
+    }
+    Ok(priorities)
 }

@@ -127,6 +127,43 @@ pub fn socket_addr(a: Option<&Address>) -> FieldResult<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// A TCP socket address whose `address` may be a DNS name (DNS clusters): (name, port).
+pub fn named_addr(a: Option<&Address>) -> FieldResult<(String, u16)> {
+    let Some(Address {
+        address: Some(address::Address::SocketAddress(sa)),
+    }) = a
+    else {
+        return Err(FieldError::new("", "a socket_address is required"));
+    };
+    if sa.protocol != 0 {
+        return Err(FieldError::new(
+            "socket_address.protocol",
+            "only TCP is supported",
+        ));
+    }
+    if !sa.resolver_name.is_empty() {
+        return Err(FieldError::new(
+            "socket_address.resolver_name",
+            "custom resolvers are not supported",
+        ));
+    }
+    let port = match sa.port_specifier {
+        Some(socket_address::PortSpecifier::PortValue(p)) => u16::try_from(p).map_err(|_| {
+            FieldError::new("socket_address.port_value", format!("{p} is out of range"))
+        })?,
+        _ => {
+            return Err(FieldError::new(
+                "socket_address.port_value",
+                "a port_value is required",
+            ));
+        }
+    };
+    if sa.address.is_empty() {
+        return Err(FieldError::new("socket_address.address", "required"));
+    }
+    Ok((sa.address.clone(), port))
+}
+
 /// Decodes a typed config of the given message out of an `Any`.
 pub fn unpack<T: Message + Name + Default>(any: &xds_types::Any) -> FieldResult<T> {
     if xds_types::type_url::message_name(&any.type_url) != T::full_name() {

@@ -2,6 +2,7 @@
 //! clients that pool connections to them.
 
 pub mod cluster;
+pub mod dns;
 pub mod lb;
 pub mod pool;
 

@@ -200,7 +200,7 @@ impl Store {
             .values()
             .filter_map(|c| match &c.discovery {
                 Discovery::Eds(service) => Some(service.clone()),
-                Discovery::Static(_) => None,
+                Discovery::Static(_) | Discovery::Dns(_) => None,
             })
             .collect()
     }
