@@ -152,6 +152,7 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
     - {{ match: {{ prefix: "/unknown-cluster" }}, route: {{ cluster: nope }} }}
     - {{ match: {{ prefix: "/empty" }}, route: {{ cluster: empty }} }}
     - {{ match: {{ prefix: "/dead" }}, route: {{ cluster: dead }} }}
+    - {{ match: {{ prefix: "/slowidle" }}, route: {{ cluster: b1, idle_timeout: 0.3s }} }}
     - {{ match: {{ prefix: "/slow" }}, route: {{ cluster: b1, timeout: 0.3s }} }}
     - {{ match: {{ prefix: "/retry" }}, route: {{ cluster: flaky, retry_policy: {{ retry_on: 5xx, num_retries: 3 }} }} }}
     - {{ match: {{ prefix: "/ring" }}, route: {{ cluster: ring, hash_policy: [ {{ header: {{ header_name: x-user }} }}, {{ query_parameter: {{ name: user }} }} ] }} }}
@@ -409,6 +410,13 @@ const CASES: &[Case] = &[
         name: "route timeout: 504",
         host: "other.org",
         path: "/slow",
+        headers: &[],
+        status: 504,
+    },
+    Case {
+        name: "route idle_timeout before the response",
+        host: "other.org",
+        path: "/slowidle",
         headers: &[],
         status: 504,
     },

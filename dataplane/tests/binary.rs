@@ -126,7 +126,7 @@ async fn refuses_a_bootstrap_field_it_cannot_honour() -> anyhow::Result<()> {
     let path = dir.path().join("bootstrap.yaml");
     let text = bootstrap(free_port().await?, 1).replace(
         "    type: STATIC\n",
-        "    type: STATIC\n    lb_policy: MAGLEV\n",
+        "    type: STATIC\n    lb_policy: CLUSTER_PROVIDED\n",
     );
     std::fs::write(&path, text)?;
     let out = tokio::time::timeout(

@@ -29,6 +29,8 @@ pub enum ProxyError {
     Protocol(String),
     /// The route timeout (or per-try timeout, when no retry is left) passed (UT).
     Timeout(Duration),
+    /// Nothing moved on the stream for the route's `idle_timeout` (SI): 504 "stream timeout".
+    StreamIdle,
     /// A request we will not forward (bad header, bad URI).
     BadRequest(String),
 }
@@ -62,7 +64,7 @@ impl ProxyError {
             | ProxyError::NoHealthyUpstream
             | ProxyError::ConnectFailure(_)
             | ProxyError::Reset(_) => S::SERVICE_UNAVAILABLE,
-            ProxyError::Timeout(_) => S::GATEWAY_TIMEOUT,
+            ProxyError::Timeout(_) | ProxyError::StreamIdle => S::GATEWAY_TIMEOUT,
             ProxyError::Protocol(_) => S::BAD_GATEWAY,
             ProxyError::BadRequest(_) => S::BAD_REQUEST,
         }
@@ -82,6 +84,7 @@ impl ProxyError {
             }
             ProxyError::Reset(_) => "upstream connect error or disconnect/reset before headers. reset reason: connection termination".into(),
             ProxyError::Timeout(_) => "upstream request timeout".into(),
+            ProxyError::StreamIdle => "stream timeout".into(),
             ProxyError::Protocol(_) => {
                 "upstream connect error or disconnect/reset before headers. reset reason: protocol error".into()
             }
@@ -98,6 +101,7 @@ impl ProxyError {
             ProxyError::ConnectFailure(_) => "UF",
             ProxyError::Reset(_) => "UC",
             ProxyError::Timeout(_) => "UT",
+            ProxyError::StreamIdle => "SI",
             ProxyError::Protocol(_) => "UPE",
             ProxyError::BadRequest(_) => "DPE",
         }

@@ -14,6 +14,7 @@ use super::Downstream;
 use super::error::ProxyError;
 use super::hash::{self, RequestHash};
 use super::headers;
+use super::idle::IdleBody;
 use crate::config::listener::{HttpManager, RouteSource};
 use crate::config::route::{
     Action, ClusterTarget, Forward, Redirect, RetryPolicy, Route, RouteTable, VirtualHost,
@@ -255,7 +256,7 @@ async fn forward(
         (None, Some(body))
     };
     let replayable = buffered.is_some() || body.as_ref().is_some_and(|b| b.is_end_stream());
-    let mut body = body.map(|b| b.boxed());
+    let mut body = body.map(|b| b.map_err(Into::into).boxed());
     let retry = fwd.retry.as_ref().filter(|_| replayable);
     let attempts = retry.map_or(1, |r| r.num_retries + 1);
     let client = pool::client(cluster.config.connect_timeout, cluster.config.http2);
@@ -300,9 +301,17 @@ async fn forward(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // The route's idle timeout also runs while waiting for the response headers (nothing
+        // moves then); whichever of the two passes first decides the answer.
+        let (limit, idle_first) = match (limit, fwd.idle_timeout) {
+            (Some(l), Some(i)) if i < l => (Some(i), true),
+            (None, Some(i)) => (Some(i), true),
+            (l, _) => (l, false),
+        };
         let result = match limit {
             Some(limit) => match tokio::time::timeout(limit, client.request(upstream)).await {
                 Ok(r) => r.map_err(classify),
+                Err(_) if idle_first => return Err(ProxyError::StreamIdle),
                 Err(_) => Err(ProxyError::Timeout(limit)),
             },
             None => client.request(upstream).await.map_err(classify),
@@ -333,7 +342,11 @@ async fn forward(
                 {
                     rparts.headers.append(http::header::SET_COOKIE, v);
                 }
-                return Ok(Response::from_parts(rparts, rbody.boxed()));
+                let body = match fwd.idle_timeout {
+                    Some(t) => IdleBody::new(rbody, t).boxed(),
+                    None => rbody.map_err(Into::into).boxed(),
+                };
+                return Ok(Response::from_parts(rparts, body));
             }
             Err(e) => {
                 host.failures

@@ -16,7 +16,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 /// Request and response bodies on the proxy path: streamed, never buffered whole.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A body's error: hyper's, or ours (a route idle timeout cuts a body short with an error, so
+/// the downstream sees a reset, not a complete response).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub type HttpClient = Client<HttpConnector, Body>;
 
