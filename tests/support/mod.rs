@@ -136,13 +136,15 @@ pub struct Controlplane {
 
 impl Controlplane {
     pub fn start(dir: &Path, work: &Path) -> Self {
+        Self::start_at(dir, work, "127.0.0.1:0")
+    }
+
+    /// Serves xDS on `xds` (a restart on the address its proxies know).
+    pub fn start_at(dir: &Path, work: &Path, xds: &str) -> Self {
         let mut cmd = Command::new(bin("controlplane"));
-        cmd.args(["serve", "--config"]).arg(dir).args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ]);
+        cmd.args(["serve", "--config"])
+            .arg(dir)
+            .args(["--listen", xds, "--admin", "127.0.0.1:0"]);
         cmd.stdout(Stdio::piped());
         let mut process = Process::spawn("controlplane", &mut cmd, work.join("controlplane.log"));
         let stdout = process.child.stdout.take().unwrap();
