@@ -284,7 +284,7 @@ async fn controlplane_down_for_10s_under_load_fails_no_request() {
         &failures[..failures.len().min(10)]
     );
     assert!(
-        backends.get("b1").is_some() && backends.get("b2").is_some(),
+        backends.contains_key("b1") && backends.contains_key("b2"),
         "{backends:?}"
     );
 }
