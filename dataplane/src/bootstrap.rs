@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use xds_types::pb::envoy::config::bootstrap::v3::Bootstrap as XdsBootstrap;
+use xds_types::pb::envoy::config::core::v3::Node;
 use xds_types::pb::envoy::config::core::v3::api_config_source::ApiType;
-use xds_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use xds_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
-use xds_types::pb::envoy::config::core::v3::{ConfigSource, Node};
 
 use crate::config::cluster::Discovery;
 use crate::config::{Cluster, Config, FieldError, Listener, only_fields, socket_addr};
@@ -33,6 +32,10 @@ pub struct Bootstrap {
     pub statics: Config,
     /// The static clusters and listeners as written, for /config_dump.
     pub statics_raw: Vec<xds_types::Any>,
+    /// How long the proxy waits for its first LDS/CDS answers before it calls itself ready
+    /// anyway (the longer `initial_fetch_timeout` of lds_config and cds_config, as Envoy's
+    /// init manager; `None`: wait forever).
+    pub initial_fetch_timeout: Option<std::time::Duration>,
 }
 
 pub fn load(path: &Path) -> anyhow::Result<Bootstrap> {
@@ -98,6 +101,7 @@ pub fn translate(b: &XdsBootstrap) -> anyhow::Result<Bootstrap> {
                 .insert(listener.name.clone(), Arc::new(listener));
         }
     }
+    let mut timeouts = Vec::new();
     let ads = match &b.dynamic_resources {
         None => None,
         Some(d) => {
@@ -105,8 +109,9 @@ pub fn translate(b: &XdsBootstrap) -> anyhow::Result<Bootstrap> {
                 .map_err(|e| field(e.within("dynamic_resources")))?;
             for (name, source) in [("lds_config", &d.lds_config), ("cds_config", &d.cds_config)] {
                 if let Some(s) = source {
-                    ads_source(s)
+                    let timeout = crate::config::ads_config_source(s)
                         .map_err(|e| field(e.within(&format!("dynamic_resources.{name}"))))?;
+                    timeouts.push(timeout);
                 }
             }
             let Some(a) = &d.ads_config else {
@@ -176,12 +181,13 @@ pub fn translate(b: &XdsBootstrap) -> anyhow::Result<Bootstrap> {
         ads,
         statics,
         statics_raw,
+        // The longest wait of the two sources; forever if one waits forever.
+        initial_fetch_timeout: if timeouts.is_empty() {
+            Some(crate::config::DEFAULT_INITIAL_FETCH_TIMEOUT)
+        } else {
+            timeouts
+                .into_iter()
+                .try_fold(std::time::Duration::ZERO, |a, t| t.map(|t| a.max(t)))
+        },
     })
-}
-
-fn ads_source(s: &ConfigSource) -> Result<(), FieldError> {
-    match &s.config_source_specifier {
-        Some(ConfigSourceSpecifier::Ads(_)) => Ok(()),
-        _ => Err(FieldError::new("", "only `ads: {}` is supported")),
-    }
 }

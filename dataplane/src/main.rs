@@ -81,6 +81,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }),
             statics: Default::default(),
             statics_raw: Vec::new(),
+            initial_fetch_timeout: Some(dataplane::config::DEFAULT_INITIAL_FETCH_TIMEOUT),
         },
         (None, None) => anyhow::bail!("give --bootstrap FILE or --xds HOST:PORT --node-id ID"),
     };
@@ -109,6 +110,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(ads) => {
             runtime.publish(store.config());
             tokio::spawn(XdsClient::new(boot.node.clone(), ads, runtime.clone(), store).run());
+            if let Some(timeout) = boot.initial_fetch_timeout {
+                // Envoy's init manager gives up waiting after the initial fetch timeout and
+                // goes live with what it has (possibly nothing): so does /ready.
+                let runtime = runtime.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(timeout).await;
+                    if !runtime.is_ready() {
+                        tracing::warn!(
+                            ?timeout,
+                            "initial xDS config not complete after initial_fetch_timeout: ready anyway"
+                        );
+                        runtime.set_ready();
+                    }
+                });
+            }
         }
         None => {
             // A static proxy, as Envoy with only static_resources.

@@ -145,3 +145,83 @@ async fn refuses_a_bootstrap_field_it_cannot_honour() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// No xDS server answers: as Envoy, the listener stops warming for its routes after the RDS
+/// source's `initial_fetch_timeout` (then answers 404: no route configuration), and the proxy
+/// calls itself ready after the LDS/CDS sources' timeout.
+#[tokio::test]
+async fn initial_fetch_timeout_ends_warming_without_an_xds_server() -> anyhow::Result<()> {
+    let (listen, dead_xds) = (free_port().await?, free_port().await?);
+    let text = format!(
+        r#"
+node: {{ id: warm-node, cluster: bin }}
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [ {{ envoy_grpc: {{ cluster_name: xds }} }} ]
+  cds_config: {{ ads: {{}}, resource_api_version: V3, initial_fetch_timeout: 1s }}
+  lds_config: {{ ads: {{}}, resource_api_version: V3, initial_fetch_timeout: 0.5s }}
+static_resources:
+  listeners:
+  - name: http
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: http
+          rds: {{ route_config_name: never, config_source: {{ ads: {{}}, resource_api_version: V3, initial_fetch_timeout: 1s }} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: xds
+    type: STATIC
+    load_assignment:
+      cluster_name: xds
+      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {dead_xds} }} }} }} }} ] }} ]
+"#
+    );
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bootstrap.yaml");
+    std::fs::write(&path, text)?;
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dataplane"))
+        .arg("--bootstrap")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut line = String::new();
+    tokio::time::timeout(DEADLINE, BufReader::new(stdout).read_line(&mut line)).await??;
+    let admin_port: u16 = line
+        .trim()
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .context("admin port")?;
+    let ready = send(get(admin_port, "/ready")?).await?;
+    assert_eq!(
+        ready.status(),
+        503,
+        "not ready before the initial fetch timeout"
+    );
+    wait_listening(([127, 0, 0, 1], listen).into()).await?;
+    let warmed = started.elapsed();
+    assert!(
+        warmed >= std::time::Duration::from_millis(900),
+        "the listener warmed for its routes: {warmed:?}"
+    );
+    let resp = send(get(listen, "/x")?).await?;
+    assert_eq!(resp.status(), 404);
+    let end = std::time::Instant::now() + DEADLINE;
+    while send(get(admin_port, "/ready")?).await?.status() != 200 {
+        assert!(std::time::Instant::now() < end, "never ready");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

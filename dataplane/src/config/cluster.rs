@@ -158,6 +158,16 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             )
         }
         Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {
+            if let Some(source) = c
+                .eds_cluster_config
+                .as_ref()
+                .and_then(|e| e.eds_config.as_ref())
+            {
+                // Endpoints come over the ADS stream; a cluster without them yet answers "no
+                // healthy upstream", as an Envoy cluster past its initial fetch timeout does.
+                super::ads_config_source(source)
+                    .map_err(|e| e.within("eds_cluster_config.eds_config"))?;
+            }
             let service = c
                 .eds_cluster_config
                 .as_ref()

@@ -18,8 +18,8 @@ use xds_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 };
 
 use super::{
-    ConfigError, FieldError, FieldResult, RouteTable, duration, only_fields, socket_addr, unpack,
-    validate,
+    ConfigError, FieldError, FieldResult, RouteTable, ads_config_source, duration, only_fields,
+    socket_addr, unpack, validate,
 };
 
 const HCM: &str =
@@ -60,6 +60,9 @@ pub struct HttpManager {
     pub websocket: bool,
     pub server_name: String,
     pub idle_timeout: Option<Duration>,
+    /// How long the listener warms waiting for its RDS routes (`rds.config_source`'s
+    /// `initial_fetch_timeout`; `None`: forever).
+    pub rds_fetch_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,8 +219,19 @@ fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
             "the router filter is required",
         ));
     }
+    let mut rds_fetch_timeout = None;
     let routes = match &h.route_specifier {
-        Some(RouteSpecifier::Rds(rds)) => RouteSource::Rds(rds.route_config_name.clone()),
+        Some(RouteSpecifier::Rds(rds)) => {
+            only_fields(rds, &["route_config_name", "config_source"])
+                .map_err(|e| e.within("rds"))?;
+            let source = rds
+                .config_source
+                .as_ref()
+                .ok_or_else(|| FieldError::new("rds.config_source", "required"))?;
+            rds_fetch_timeout =
+                ads_config_source(source).map_err(|e| e.within("rds.config_source"))?;
+            RouteSource::Rds(rds.route_config_name.clone())
+        }
         Some(RouteSpecifier::RouteConfig(rc)) => RouteSource::Inline(Arc::new(
             RouteTable::try_from(rc).map_err(|e| FieldError::new("route_config", e.to_string()))?,
         )),
@@ -261,6 +275,7 @@ fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
         idle_timeout: idle_timeout
             .or(Some(Duration::from_secs(3600)))
             .filter(|d| !d.is_zero()),
+        rds_fetch_timeout,
     })
 }
 

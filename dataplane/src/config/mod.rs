@@ -164,6 +164,40 @@ pub fn named_addr(a: Option<&Address>) -> FieldResult<(String, u16)> {
     Ok((sa.address.clone(), port))
 }
 
+/// Envoy's default `initial_fetch_timeout` (config_source.proto).
+pub const DEFAULT_INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A config source this dataplane can follow: `ads: {}` (the one ADS stream). Returns how
+/// long a resource from it is waited for before warming gives up (`initial_fetch_timeout`,
+/// 15 s by default; 0 means wait forever: `None`).
+pub fn ads_config_source(
+    s: &xds_types::pb::envoy::config::core::v3::ConfigSource,
+) -> FieldResult<Option<Duration>> {
+    use xds_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+    only_fields(
+        s,
+        &[
+            "ads",
+            "resource_api_version",
+            "initial_fetch_timeout",
+            "authorities",
+        ],
+    )?;
+    if !matches!(
+        s.config_source_specifier,
+        Some(ConfigSourceSpecifier::Ads(_))
+    ) {
+        return Err(FieldError::new(
+            "config_source_specifier",
+            "only `ads: {}` is supported (every resource comes over the one ADS stream)",
+        ));
+    }
+    Ok(match &s.initial_fetch_timeout {
+        None => Some(DEFAULT_INITIAL_FETCH_TIMEOUT),
+        Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+    })
+}
+
 /// Decodes a typed config of the given message out of an `Any`.
 pub fn unpack<T: Message + Name + Default>(any: &xds_types::Any) -> FieldResult<T> {
     if xds_types::type_url::message_name(&any.type_url) != T::full_name() {

@@ -18,9 +18,6 @@ use crate::config::Listener;
 use crate::config::listener::{FilterChain, NetworkFilter, RouteSource};
 use crate::runtime::{Runtime, Snapshot};
 
-/// Envoy's default initial_fetch_timeout: a listener waits this long for its routes.
-const WARMING_TIMEOUT: Duration = Duration::from_secs(15);
-
 struct Running {
     listener: Arc<Listener>,
     stop: watch::Sender<bool>,
@@ -42,7 +39,9 @@ pub async fn run(runtime: Arc<Runtime>) {
                 continue;
             }
             let seen = *first_seen.entry(name.clone()).or_insert_with(Instant::now);
-            if !warm(listener, &snapshot) && seen.elapsed() < WARMING_TIMEOUT {
+            if !warm(listener, &snapshot)
+                && warming_timeout(listener).is_none_or(|t| seen.elapsed() < t)
+            {
                 waiting = true;
                 continue;
             }
@@ -86,6 +85,21 @@ pub async fn run(runtime: Arc<Runtime>) {
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// How long a listener waits for its routes: the longest `initial_fetch_timeout` of its RDS
+/// sources (`None`: one of them waits forever). Past it, the listener starts anyway and a
+/// request to a missing route configuration gets 404, as in Envoy.
+fn warming_timeout(listener: &Listener) -> Option<Duration> {
+    let mut longest = Duration::ZERO;
+    for chain in listener.chains.iter().chain(&listener.default_chain) {
+        if let NetworkFilter::Http(h) = &chain.filter
+            && matches!(h.routes, RouteSource::Rds(_))
+        {
+            longest = longest.max(h.rds_fetch_timeout?);
+        }
+    }
+    Some(longest)
 }
 
 /// Whether every route configuration the listener's chains name through RDS is there.
