@@ -33,6 +33,26 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
         )
     };
     let p = |n: &str| ports[n];
+    // Endpoints with EDS health and priorities: (priority, port, health_status).
+    let health = |name: &str, extra: &str, hosts: &[(u32, u16, &str)]| {
+        let localities: String = hosts
+            .iter()
+            .map(|(prio, port, status)| format!("{{ priority: {prio}, lb_endpoints: [ {{ health_status: {status}, endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }} ] }},"))
+            .collect();
+        format!(
+            r#"
+- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: {name}
+  type: EDS
+  connect_timeout: 0.5s
+  {extra}
+  eds_cluster_config: {{ eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}
+- "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
+  cluster_name: {name}
+  endpoints: [ {localities} ]
+"#
+        )
+    };
     let dns = |name: &str, kind: &str, port: u16| {
         format!(
             r#"
@@ -79,6 +99,17 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
         hashed(
             "murmur",
             "lb_policy: RING_HASH\n  ring_hash_lb_config: { minimum_ring_size: 64, hash_function: MURMUR_HASH_2 }",
+        ),
+        health("all-unhealthy", "", &[(0, p("b1"), "UNHEALTHY")]),
+        health(
+            "no-panic",
+            "common_lb_config: { healthy_panic_threshold: { value: 0 } }",
+            &[(0, p("b1"), "UNHEALTHY")],
+        ),
+        health(
+            "failover",
+            "",
+            &[(0, p("b1"), "UNHEALTHY"), (1, p("b2"), "HEALTHY")],
         ),
         dns("strict", "STRICT_DNS", p("b3")),
         dns("logical", "LOGICAL_DNS", p("b2")),
@@ -158,6 +189,9 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
     - {{ match: {{ prefix: "/ring" }}, route: {{ cluster: ring, hash_policy: [ {{ header: {{ header_name: x-user }} }}, {{ query_parameter: {{ name: user }} }} ] }} }}
     - {{ match: {{ prefix: "/maglev" }}, route: {{ cluster: maglev, hash_policy: [ {{ cookie: {{ name: sticky }} }}, {{ header: {{ header_name: x-user }} }} ] }} }}
     - {{ match: {{ prefix: "/murmur" }}, route: {{ cluster: murmur, hash_policy: [ {{ header: {{ header_name: x-user }}, terminal: true }}, {{ connection_properties: {{ source_ip: true }} }} ] }} }}
+    - {{ match: {{ prefix: "/all-unhealthy" }}, route: {{ cluster: all-unhealthy }} }}
+    - {{ match: {{ prefix: "/no-panic" }}, route: {{ cluster: no-panic }} }}
+    - {{ match: {{ prefix: "/failover" }}, route: {{ cluster: failover }} }}
     - {{ match: {{ prefix: "/dns-strict" }}, route: {{ cluster: strict }} }}
     - {{ match: {{ prefix: "/dns-logical" }}, route: {{ cluster: logical }} }}
     - {{ match: {{ prefix: "/b" }}, route: {{ cluster: b1 }} }}
@@ -529,6 +563,27 @@ const CASES: &[Case] = &[
         name: "LOGICAL_DNS cluster (localhost)",
         host: "other.org",
         path: "/dns-logical",
+        headers: &[],
+        status: 200,
+    },
+    Case {
+        name: "panic: the only host unhealthy still gets the request",
+        host: "other.org",
+        path: "/all-unhealthy",
+        headers: &[],
+        status: 200,
+    },
+    Case {
+        name: "panic disabled (threshold 0): 503",
+        host: "other.org",
+        path: "/no-panic",
+        headers: &[],
+        status: 503,
+    },
+    Case {
+        name: "priority failover: P0 unhealthy, P1 answers",
+        host: "other.org",
+        path: "/failover",
         headers: &[],
         status: 200,
     },

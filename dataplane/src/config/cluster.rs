@@ -28,6 +28,9 @@ pub struct Cluster {
     pub lb: LbKind,
     /// Speak HTTP/2 (prior knowledge) to the endpoints.
     pub http2: bool,
+    /// Below this percent of healthy hosts a priority balances over all its hosts
+    /// (`common_lb_config.healthy_panic_threshold`, 50 by default; 0 disables panic).
+    pub healthy_panic_threshold: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +231,11 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             .map_or(DEFAULT_CONNECT_TIMEOUT, duration),
         lb,
         http2,
+        healthy_panic_threshold: c
+            .common_lb_config
+            .as_ref()
+            .and_then(|l| l.healthy_panic_threshold.as_ref())
+            .map_or(50, |p| p.value.clamp(0.0, 100.0).round() as u32),
     })
 }
 
@@ -335,8 +343,11 @@ fn consistent_hashing(c: &XdsCluster) -> FieldResult<ConsistentHashing> {
     let Some(common) = &c.common_lb_config else {
         return Ok(ConsistentHashing::default());
     };
-    only_fields(common, &["consistent_hashing_lb_config"])
-        .map_err(|e| e.within("common_lb_config"))?;
+    only_fields(
+        common,
+        &["consistent_hashing_lb_config", "healthy_panic_threshold"],
+    )
+    .map_err(|e| e.within("common_lb_config"))?;
     let Some(h) = &common.consistent_hashing_lb_config else {
         return Ok(ConsistentHashing::default());
     };

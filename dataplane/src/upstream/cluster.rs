@@ -21,18 +21,35 @@ pub struct HostState {
     pub failures: AtomicU64,
 }
 
-/// A cluster with the hosts of the priority in use and a picker over them.
+/// A cluster with its hosts by priority, the share of requests each priority takes, and a
+/// picker per priority.
+///
+/// Priorities as Envoy (load_balancer_impl.cc, `recalculatePerPriorityState`): a priority's
+/// health is 1.4 (the overprovisioning factor) x its healthy share of hosts, capped at 100%;
+/// load goes to the first priorities up to their health, the rest spills to the next ones,
+/// scaled when the total health is under 100%. A priority whose healthy share is under
+/// `healthy_panic_threshold` (50% by default) while the total is under 100% is in panic: it
+/// balances over all its hosts, healthy or not; when every priority is in panic, load follows
+/// host counts. Computed once per host set, so a pick is a draw and an index.
 #[derive(Debug)]
 pub struct UpstreamCluster {
     pub config: Arc<Cluster>,
     /// Every host, all priorities, for /clusters.
     pub all: Vec<Arc<HostState>>,
-    /// The hosts of the highest priority that has healthy hosts (Envoy fails over to the next
-    /// priority when one has none; we do not split load across priorities by the
-    /// overprovisioning factor).
-    pub hosts: Vec<Arc<HostState>>,
+    priorities: Vec<Priority>,
+    /// Percent of requests per priority (sums to 100 when any priority has hosts).
+    load: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Priority {
+    /// The hosts picked from: the healthy ones, or all of them in panic.
+    hosts: Vec<Arc<HostState>>,
     picker: Picker,
 }
+
+/// Envoy's default overprovisioning factor, in percent.
+const OVERPROVISIONING: usize = 140;
 
 impl UpstreamCluster {
     /// `previous` lends its host counters to hosts that stay, so a config push does not reset them.
@@ -42,7 +59,7 @@ impl UpstreamCluster {
         previous: Option<&UpstreamCluster>,
     ) -> Self {
         let mut all = Vec::new();
-        let mut hosts = Vec::new();
+        let mut sets: Vec<Vec<Arc<HostState>>> = Vec::new();
         for priority in &assignment.priorities {
             let states: Vec<Arc<HostState>> = priority
                 .iter()
@@ -68,28 +85,112 @@ impl UpstreamCluster {
                     })
                 })
                 .collect();
-            if hosts.is_empty() && states.iter().any(|s| s.healthy) {
-                hosts = states.iter().filter(|s| s.healthy).cloned().collect();
-            }
-            all.extend(states);
+            all.extend(states.iter().cloned());
+            sets.push(states);
         }
-        let picker = Picker::new(config.lb, &hosts);
+        let counts: Vec<(usize, usize)> = sets
+            .iter()
+            .map(|s| (s.len(), s.iter().filter(|h| h.healthy).count()))
+            .collect();
+        let (load, panic) = priority_load(&counts, config.healthy_panic_threshold);
+        let priorities = sets
+            .into_iter()
+            .zip(panic)
+            .map(|(hosts, panic)| {
+                let hosts: Vec<Arc<HostState>> = if panic {
+                    hosts
+                } else {
+                    hosts.into_iter().filter(|h| h.healthy).collect()
+                };
+                let picker = Picker::new(config.lb, &hosts);
+                Priority { hosts, picker }
+            })
+            .collect();
         UpstreamCluster {
             config,
             all,
-            hosts,
-            picker,
+            priorities,
+            load,
         }
     }
 
-    /// A host for the next request, or `None` when the cluster has no healthy host. `hash` is
+    /// A host for the next request, or `None` when the cluster has no host to use. `hash` is
     /// the request's hash for RING_HASH and MAGLEV (none: a random one); `attempt` counts
     /// retries, which the hashing policies use to move off the host that failed.
     pub fn pick(&self, hash: Option<u64>, attempt: u32) -> Option<&Arc<HostState>> {
-        self.picker
-            .pick(&self.hosts, hash, attempt)
-            .and_then(|i| self.hosts.get(i))
+        // The priority is drawn from the hash when there is one, as Envoy (choosePriority).
+        let draw = hash.unwrap_or_else(rand::random) % 100 + 1;
+        let mut sum = 0;
+        let p = self.load.iter().position(|l| {
+            sum += l;
+            u64::from(sum) >= draw
+        })?;
+        let set = self.priorities.get(p)?;
+        set.picker
+            .pick(&set.hosts, hash, attempt)
+            .and_then(|i| set.hosts.get(i))
     }
+}
+
+/// Per priority: the percent of load it takes, and whether it is in panic. `counts` are
+/// (hosts, healthy hosts) per priority; `panic_threshold` in percent.
+pub fn priority_load(counts: &[(usize, usize)], panic_threshold: u32) -> (Vec<u32>, Vec<bool>) {
+    let n = counts.len();
+    let mut load = vec![0u32; n];
+    if n == 0 {
+        return (load, Vec::new());
+    }
+    let health: Vec<u32> = counts
+        .iter()
+        .map(|&(total, healthy)| {
+            if total == 0 {
+                0
+            } else {
+                (OVERPROVISIONING * healthy / total).min(100) as u32
+            }
+        })
+        .collect();
+    let total_health = health.iter().sum::<u32>().min(100);
+    if total_health > 0 {
+        let mut left = 100;
+        for (l, h) in load.iter_mut().zip(&health) {
+            *l = (h * 100 / total_health).min(left);
+            left -= *l;
+        }
+        // Rounding leftovers go to the first priority with health.
+        if let Some(first) = health.iter().position(|h| *h > 0) {
+            load[first] += left;
+        }
+    }
+    let in_panic = |&(total, healthy): &(usize, usize)| {
+        total == 0 || (100.0 * healthy as f64 / total as f64) < f64::from(panic_threshold)
+    };
+    let panic: Vec<bool> = counts
+        .iter()
+        .map(|c| total_health < 100 && in_panic(c))
+        .collect();
+    let total_panic = panic_threshold > 0 && panic.iter().all(|p| *p);
+    if total_panic {
+        // Every priority in panic: load by host count, healthy or not.
+        let hosts: usize = counts.iter().map(|c| c.0).sum();
+        load = vec![0; n];
+        if hosts == 0 {
+            load[0] = 100;
+        } else {
+            let mut left = 100;
+            for (l, c) in load.iter_mut().zip(counts) {
+                *l = (100 * c.0 / hosts) as u32;
+                left -= *l;
+            }
+            if let Some(first) = counts.iter().position(|c| c.0 > 0) {
+                load[first] += left;
+            }
+        }
+    } else if total_health == 0 {
+        // Panic disabled and nothing healthy: P0 takes the load and has nothing to pick.
+        load[0] = 100;
+    }
+    (load, panic)
 }
 
 /// Counts a request as active on a host for as long as the guard lives.
@@ -124,5 +225,58 @@ pub(crate) mod tests {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         })
+    }
+}
+
+#[cfg(test)]
+mod priority_tests {
+    use super::priority_load;
+
+    #[test]
+    fn all_healthy_p0_takes_everything() {
+        assert_eq!(
+            priority_load(&[(4, 4), (4, 4)], 50),
+            (vec![100, 0], vec![false, false])
+        );
+    }
+
+    #[test]
+    fn overprovisioning_keeps_load_until_under_72_percent() {
+        // 3 of 4 healthy: 1.4 x 75% = 105% -> capped 100: no spill.
+        assert_eq!(priority_load(&[(4, 3), (4, 4)], 50).0, [100, 0]);
+        // 2 of 4: 70% stays, 30% spills to P1 (Envoy's docs example).
+        assert_eq!(priority_load(&[(4, 2), (4, 4)], 50).0, [70, 30]);
+        // None healthy in P0: P1 takes all.
+        assert_eq!(priority_load(&[(4, 0), (4, 4)], 50).0, [0, 100]);
+    }
+
+    #[test]
+    fn low_total_health_scales_and_panics_where_thin() {
+        // P0 20% healthy -> health 28; P1 50% -> 70; total 98 < 100: scaled 28/71, the
+        // rounding point to P0. P0 is under the 50% threshold: in panic; P1 is not.
+        let (load, panic) = priority_load(&[(10, 2), (10, 5)], 50);
+        assert_eq!(load, [29, 71]);
+        assert_eq!(panic, [true, false]);
+    }
+
+    #[test]
+    fn total_panic_spreads_by_host_count() {
+        // Nothing healthy anywhere: every priority in panic, load by host count (Envoy routes
+        // to unhealthy hosts rather than failing every request).
+        let (load, panic) = priority_load(&[(1, 0), (3, 0)], 50);
+        assert_eq!(load, [25, 75]);
+        assert_eq!(panic, [true, true]);
+        // A panic threshold of 0 disables panic: P0 takes the load, with no host to pick.
+        let (load, panic) = priority_load(&[(1, 0), (3, 0)], 0);
+        assert_eq!(load, [100, 0]);
+        assert_eq!(panic, [false, false]);
+    }
+
+    #[test]
+    fn a_healthy_cluster_is_never_in_panic() {
+        // Total health 100 (P1 covers): P0's 1 of 4 does not put it in panic.
+        let (load, panic) = priority_load(&[(4, 1), (4, 4)], 50);
+        assert_eq!(load, [35, 65]);
+        assert_eq!(panic, [false, false]);
     }
 }
