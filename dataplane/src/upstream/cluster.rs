@@ -143,18 +143,16 @@ pub fn priority_load(counts: &[(usize, usize)], panic_threshold: u32) -> (Vec<u3
     let health: Vec<u32> = counts
         .iter()
         .map(|&(total, healthy)| {
-            if total == 0 {
-                0
-            } else {
-                (OVERPROVISIONING * healthy / total).min(100) as u32
-            }
+            (OVERPROVISIONING * healthy)
+                .checked_div(total)
+                .map_or(0, |h| h.min(100) as u32)
         })
         .collect();
     let total_health = health.iter().sum::<u32>().min(100);
     if total_health > 0 {
         let mut left = 100;
         for (l, h) in load.iter_mut().zip(&health) {
-            *l = (h * 100 / total_health).min(left);
+            *l = (h * 100).checked_div(total_health).unwrap_or(0).min(left);
             left -= *l;
         }
         // Rounding leftovers go to the first priority with health.
