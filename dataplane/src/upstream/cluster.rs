@@ -172,18 +172,14 @@ pub fn priority_load(counts: &[(usize, usize)], panic_threshold: u32) -> (Vec<u3
         // Every priority in panic: load by host count, healthy or not.
         let hosts: usize = counts.iter().map(|c| c.0).sum();
         load = vec![0; n];
-        if hosts == 0 {
-            load[0] = 100;
-        } else {
-            let mut left = 100;
-            for (l, c) in load.iter_mut().zip(counts) {
-                *l = (100 * c.0 / hosts) as u32;
-                left -= *l;
-            }
-            if let Some(first) = counts.iter().position(|c| c.0 > 0) {
-                load[first] += left;
-            }
+        let mut left = 100;
+        for (l, c) in load.iter_mut().zip(counts) {
+            *l = (100 * c.0).checked_div(hosts).unwrap_or(0) as u32;
+            left -= *l;
         }
+        // Rounding leftovers (or everything, with no host at all) to the first non-empty one.
+        let first = counts.iter().position(|c| c.0 > 0).unwrap_or(0);
+        load[first] += left;
     } else if total_health == 0 {
         // Panic disabled and nothing healthy: P0 takes the load and has nothing to pick.
         load[0] = 100;
