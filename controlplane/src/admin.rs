@@ -22,6 +22,8 @@ pub struct Admin {
     pub cache: SnapshotCache,
     pub proxies: ProxyRegistry,
     pub source: SourceStatus,
+    /// The xDS listener's TLS files, when it serves TLS.
+    pub tls: Option<crate::tls::TlsStatus>,
 }
 
 impl Admin {
@@ -39,7 +41,8 @@ impl Admin {
                 json!({ "name": g.name, "origin": origin, "selector": g.selector, "version": g.snapshot.version, "resources": counts })
             })
             .collect();
-        json!({ "source": self.source.get(), "groups": groups, "proxies": self.proxies.list() })
+        let tls = self.tls.as_ref().map(|t| t.get());
+        json!({ "source": self.source.get(), "groups": groups, "proxies": self.proxies.list(), "tls": tls })
     }
 
     /// Serves until `shutdown` becomes true.
@@ -122,6 +125,7 @@ mod tests {
             cache: SnapshotCache::new(),
             proxies: ProxyRegistry::new(),
             source: SourceStatus::default(),
+            tls: None,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

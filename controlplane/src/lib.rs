@@ -5,6 +5,7 @@
 //! * [`source`]: the watched config directory, its checks.
 //! * [`status`]: what each connected proxy was sent, ACKed and NACKed.
 //! * [`admin`]: the HTTP status endpoint.
+//! * [`tls`]: TLS and mutual TLS for the xDS listener, client certificate identities.
 
 pub mod admin;
 pub mod cache;
@@ -12,3 +13,4 @@ pub mod cli;
 pub mod server;
 pub mod source;
 pub mod status;
+pub mod tls;

@@ -18,6 +18,8 @@ pub struct ProxyStatus {
     /// `sotw` or `delta`.
     pub stream: &'static str,
     pub peer: String,
+    /// The names of the client certificate the proxy presented (mutual TLS only).
+    pub peer_identity: Option<crate::tls::PeerIdentity>,
     /// Seconds since the Unix epoch.
     pub connected_since: u64,
     pub types: BTreeMap<String, TypeStatus>,
@@ -86,6 +88,7 @@ impl ProxyRegistry {
                 group: None,
                 stream,
                 peer,
+                peer_identity: None,
                 connected_since: now(),
                 types: BTreeMap::new(),
             },

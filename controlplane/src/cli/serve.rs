@@ -15,6 +15,7 @@ use crate::server::AdsServer;
 use crate::source::api::ManagementApi;
 use crate::source::{LoadOptions, SourceStatus, Versioner};
 use crate::status::ProxyRegistry;
+use crate::tls::{Acceptor, NodeIdMatch, TlsFiles, TlsState, TlsStatus};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -30,9 +31,68 @@ pub struct ServeArgs {
     /// Treat warnings as errors.
     #[arg(long)]
     pub strict: bool,
+    /// Serve xDS (and the management API, on the same port) over TLS with this certificate
+    /// chain (PEM, leaf first). Reloaded when the file changes and on SIGHUP.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by these CAs (PEM) (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Which part of the client certificate a proxy's node id must equal: san (a DNS or URI
+    /// SAN, the default with --client-ca), dns-san, uri-san, cn, or any.
+    #[arg(long, value_enum, requires = "client_ca")]
+    pub node_id_match: Option<NodeIdMatch>,
+}
+
+impl ServeArgs {
+    /// The TLS files and the node id rule, if TLS is on. The rule defaults to `san` when
+    /// client certificates are required: mTLS that lets any proxy of the fleet claim any other
+    /// proxy's node id (and get its secrets) is rarely what one wants, so `any` is explicit.
+    fn tls(&self) -> Option<(TlsFiles, NodeIdMatch)> {
+        let files = TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.client_ca.clone(),
+        };
+        let rule = match (&files.client_ca, self.node_id_match) {
+            (_, Some(rule)) => rule,
+            (Some(_), None) => NodeIdMatch::San,
+            (None, None) => NodeIdMatch::Any,
+        };
+        Some((files, rule))
+    }
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Bad TLS files stop the start (exit 1 naming the file): serving plaintext instead, or
+    // nothing, would hide the mistake. A later bad reload keeps the previous files instead.
+    let tls = match args.tls() {
+        Some((files, rule)) => {
+            let config = files.load().map_err(anyhow::Error::msg)?;
+            let status = TlsStatus::default();
+            status.update(|s| {
+                *s = TlsState {
+                    cert: files.cert.display().to_string(),
+                    key: files.key.display().to_string(),
+                    client_ca: files.client_ca.as_ref().map(|p| p.display().to_string()),
+                    node_id_match: Some(rule),
+                    loaded_at: crate::status::now(),
+                    ..Default::default()
+                }
+            });
+            let acceptor = Acceptor::new(config);
+            tokio::spawn(crate::tls::reload::run(
+                files,
+                acceptor.clone(),
+                status.clone(),
+            ));
+            Some((acceptor, rule, status))
+        }
+        None => None,
+    };
     let cache = SnapshotCache::new();
     let proxies = ProxyRegistry::new();
     let source = SourceStatus::default();
@@ -67,24 +127,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             cache: cache.clone(),
             proxies: proxies.clone(),
             source,
+            tls: tls.as_ref().map(|(_, _, status)| status.clone()),
         }
         .serve(admin, shutdown.clone()),
     );
 
     let cache_for_api = cache.clone();
-    let ads = AdsServer::new(cache, proxies, shutdown.clone()).into_service();
+    let rule = tls.as_ref().map_or(NodeIdMatch::Any, |(_, rule, _)| *rule);
+    let ads = AdsServer::new(cache, proxies, shutdown.clone())
+        .with_node_id_match(rule)
+        .into_service();
     let mut stop = shutdown.clone();
-    let server = tonic::transport::Server::builder()
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(ads)
         .add_service(
             ManagementApi::new(cache_for_api, args.strict)
                 .with_shutdown(shutdown.clone())
                 .into_service(),
-        )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(xds), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
+        );
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match tls {
+        Some((acceptor, _, _)) => {
+            Box::pin(router.serve_with_incoming_shutdown(acceptor.incoming(xds), stopped))
+        }
+        None => Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(xds), stopped)),
+    };
     // Tests and scripts read the bound addresses from this line (ports may be 0).
     println!("controlplane listening xds={xds_addr} admin={admin_addr}");
     use std::io::Write;
@@ -98,7 +168,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         anyhow::Ok(())
     };
-    tokio::pin!(server);
+    let mut server = server;
     tokio::select! {
         result = &mut server => return result.context("xDS server"),
         result = signals => result?,

@@ -29,6 +29,7 @@ use xds_types::type_url::short_name;
 
 use crate::cache::{Snapshot, SnapshotCache};
 use crate::status::{Nack, ProxyRegistry, StreamHandle, now};
+use crate::tls::{NodeIdMatch, PeerIdentity};
 
 /// How a request relates to what the stream sent before.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,7 @@ pub struct AdsServer {
     cache: SnapshotCache,
     proxies: ProxyRegistry,
     shutdown: watch::Receiver<bool>,
+    node_id_match: NodeIdMatch,
 }
 
 impl AdsServer {
@@ -67,7 +69,16 @@ impl AdsServer {
             cache,
             proxies,
             shutdown,
+            node_id_match: NodeIdMatch::Any,
         }
+    }
+
+    /// Restricts the node ids a stream may claim to those its client certificate allows
+    /// (see [`crate::tls::identity`]). A stream without a client certificate may then claim
+    /// none, unless the rule is [`NodeIdMatch::Any`] (the default).
+    pub fn with_node_id_match(mut self, rule: NodeIdMatch) -> Self {
+        self.node_id_match = rule;
+        self
     }
 
     pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
@@ -83,15 +94,33 @@ impl AdsServer {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        // The leaf certificate the client presented (only with --client-ca); rustls verified
+        // its chain during the handshake.
+        let identity = request
+            .peer_certs()
+            .and_then(|certs| certs.first().map(PeerIdentity::from_der));
+        let identity = match identity {
+            Some(Ok(id)) => Some(id),
+            Some(Err(e)) => {
+                warn!(%peer, error = %e, "client certificate without readable names");
+                Some(PeerIdentity::default())
+            }
+            None => None,
+        };
         // One response queued per stream: a slow client holds back its own stream, not memory.
         let (tx, rx) = mpsc::channel(1);
         let handle = self.proxies.connect(P::KIND, peer);
+        handle.update(|s| s.peer_identity = identity.clone());
         let run = drive::<P>(
             request.into_inner(),
             tx,
             self.cache.clone(),
             handle,
             self.shutdown.clone(),
+            Authorizer {
+                rule: self.node_id_match,
+                identity,
+            },
         );
         tokio::spawn(run);
         ReceiverStream::new(rx)
@@ -192,6 +221,42 @@ impl Protocol for delta::DeltaState {
     }
 }
 
+/// Which node ids a stream may claim: the rule and the stream's client certificate.
+struct Authorizer {
+    rule: NodeIdMatch,
+    identity: Option<PeerIdentity>,
+}
+
+impl Authorizer {
+    /// `Err` is the PERMISSION_DENIED the stream ends with: it names the node id claimed and
+    /// the certificate's identity, so the operator sees at once which side is wrong.
+    fn check(&self, node_id: &str) -> Result<(), Status> {
+        if self.rule.allows(self.identity.as_ref(), node_id) {
+            return Ok(());
+        }
+        let rule = match self.rule {
+            NodeIdMatch::Any => "any",
+            NodeIdMatch::San => "one of its DNS or URI SANs",
+            NodeIdMatch::DnsSan => "one of its DNS SANs",
+            NodeIdMatch::UriSan => "one of its URI SANs",
+            NodeIdMatch::Cn => "its subject CN",
+        };
+        let message = match &self.identity {
+            Some(id) => format!(
+                "node id \"{node_id}\" is not allowed for the client certificate {id}: \
+                 the node id must equal {rule} (--node-id-match {})",
+                self.rule.as_str()
+            ),
+            None => format!(
+                "node id \"{node_id}\" is not allowed without a client certificate \
+                 (--node-id-match {})",
+                self.rule.as_str()
+            ),
+        };
+        Err(Status::permission_denied(message))
+    }
+}
+
 /// One stream, from its first request to its end.
 async fn drive<P: Protocol>(
     mut requests: Streaming<P::Req>,
@@ -199,6 +264,7 @@ async fn drive<P: Protocol>(
     cache: SnapshotCache,
     handle: StreamHandle,
     mut shutdown: watch::Receiver<bool>,
+    authorizer: Authorizer,
 ) {
     let mut generation = cache.subscribe();
     let mut state = P::default();
@@ -223,6 +289,11 @@ async fn drive<P: Protocol>(
                         let _ = tx.send(Err(Status::invalid_argument("the first request must carry the node"))).await;
                         break;
                     };
+                    if let Err(status) = authorizer.check(&n.id) {
+                        warn!(node = %n.id, error = %status.message(), "xDS stream refused");
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
                     info!(node = %n.id, cluster = %n.cluster, stream = P::KIND, "proxy connected");
                     handle.update(|s| { s.node_id = n.id.clone(); s.node_cluster = n.cluster.clone(); });
                     generation.mark_unchanged();
