@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use xds_types::pb::envoy::config::bootstrap::v3::Bootstrap as XdsBootstrap;
+use xds_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;
 use xds_types::pb::envoy::config::core::v3::Node;
 use xds_types::pb::envoy::config::core::v3::api_config_source::ApiType;
 use xds_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
 
 use crate::config::cluster::Discovery;
+use crate::config::xds_tls::{self, XdsTls};
 use crate::config::{Cluster, Config, FieldError, Listener, only_fields, socket_addr};
 
 /// Where the xDS server is and how to talk to it.
@@ -21,6 +23,8 @@ use crate::config::{Cluster, Config, FieldError, Listener, only_fields, socket_a
 pub struct Ads {
     pub delta: bool,
     pub server: SocketAddr,
+    /// TLS to the server, from the xDS cluster's `transport_socket` (`None`: plaintext h2c).
+    pub tls: Option<XdsTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,12 +83,36 @@ pub fn translate(b: &XdsBootstrap) -> anyhow::Result<Bootstrap> {
         None => None,
     };
     let mut statics = Config::default();
+    let xds_cluster = ads_cluster_name(b);
+    let mut channel_tls = None;
     if let Some(s) = &b.static_resources {
         only_fields(s, &["listeners", "clusters"])
             .map_err(|e| field(e.within("static_resources")))?;
         for c in &s.clusters {
-            let cluster =
-                Cluster::try_from(c).map_err(|e| anyhow::anyhow!("static_resources: {e}"))?;
+            let is_xds = Some(c.name.as_str()) == xds_cluster;
+            let cluster = match (&c.transport_socket, is_xds) {
+                (Some(ts), true) => {
+                    channel_tls = xds_tls::translate(ts).map_err(|e| {
+                        anyhow::anyhow!(
+                            "static_resources: cluster \"{}\": {}",
+                            c.name,
+                            e.within("transport_socket").path_and_reason()
+                        )
+                    })?;
+                    // The xDS client dials with `xds_tls`; the cluster itself is translated
+                    // without the socket unless the cluster translator honours it, so that an
+                    // upstream TLS context is never silently dropped for proxied traffic.
+                    Cluster::try_from(c).or_else(|_| {
+                        let plain = XdsCluster {
+                            transport_socket: None,
+                            ..c.clone()
+                        };
+                        Cluster::try_from(&plain)
+                    })
+                }
+                _ => Cluster::try_from(c),
+            };
+            let cluster = cluster.map_err(|e| anyhow::anyhow!("static_resources: {e}"))?;
             statics
                 .clusters
                 .insert(cluster.name.clone(), Arc::new(cluster));
@@ -164,7 +192,11 @@ pub fn translate(b: &XdsBootstrap) -> anyhow::Result<Bootstrap> {
                 .with_context(|| {
                     format!("static cluster \"{}\" has no endpoint", g.cluster_name)
                 })?;
-            Some(Ads { delta, server })
+            Some(Ads {
+                delta,
+                server,
+                tls: channel_tls.take(),
+            })
         }
     };
     let statics_raw = b
@@ -190,4 +222,84 @@ pub fn translate(b: &XdsBootstrap) -> anyhow::Result<Bootstrap> {
                 .try_fold(std::time::Duration::ZERO, |a, t| t.map(|t| a.max(t)))
         },
     })
+}
+
+/// The cluster `ads_config.grpc_services[0].envoy_grpc` names, if any.
+fn ads_cluster_name(b: &XdsBootstrap) -> Option<&str> {
+    let grpc = b
+        .dynamic_resources
+        .as_ref()?
+        .ads_config
+        .as_ref()?
+        .grpc_services
+        .first()?;
+    match grpc.target_specifier.as_ref()? {
+        TargetSpecifier::EnvoyGrpc(g) => Some(g.cluster_name.as_str()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const BOOTSTRAP: &str = r#"
+node: { id: edge-1 }
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    grpc_services: [ { envoy_grpc: { cluster_name: xds } } ]
+  cds_config: { ads: {} }
+  lds_config: { ads: {} }
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    load_assignment:
+      cluster_name: xds
+      endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 18000 } } } } ] } ]
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: xds.example
+        common_tls_context:
+          tls_certificates: [ { certificate_chain: { filename: /c.pem }, private_key: { filename: /k.pem } } ]
+          validation_context: { trusted_ca: { filename: /ca.pem } }
+"#;
+
+    fn parse(yaml: &str) -> anyhow::Result<Bootstrap> {
+        translate(&xds_types::format::from_yaml_str(yaml).unwrap())
+    }
+
+    #[test]
+    fn the_xds_clusters_tls_socket_is_honoured() {
+        let b = parse(BOOTSTRAP).unwrap();
+        let ads = b.ads.unwrap();
+        let tls = ads.tls.unwrap();
+        assert_eq!(tls.sni.as_deref(), Some("xds.example"));
+        assert!(tls.client_cert.is_some() && tls.trusted_ca.is_some());
+        assert!(b.statics.clusters.contains_key("xds"));
+        let plain = BOOTSTRAP.split("    transport_socket:").next().unwrap();
+        assert!(parse(plain).unwrap().ads.unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn an_unsupported_tls_field_on_the_xds_cluster_is_refused_by_name() {
+        let yaml = BOOTSTRAP.replace(
+            "        sni: xds.example",
+            "        sni: xds.example\n        allow_renegotiation: true",
+        );
+        let e = parse(&yaml).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "static_resources: cluster \"xds\": transport_socket.typed_config.allow_renegotiation: \
+             not supported by this dataplane (set: allow_renegotiation)"
+        );
+    }
 }

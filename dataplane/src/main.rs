@@ -78,6 +78,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ads: Some(Ads {
                 delta: args.delta,
                 server,
+                tls: None,
             }),
             statics: Default::default(),
             statics_raw: Vec::new(),

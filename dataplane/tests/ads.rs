@@ -176,6 +176,7 @@ async fn drives_the_dataplane(delta: bool) -> anyhow::Result<()> {
     let ads = Ads {
         delta,
         server: xds.parse()?,
+        tls: None,
     };
     tokio::spawn(XdsClient::new(node, ads, runtime.clone(), Store::default()).run());
 
@@ -280,6 +281,7 @@ async fn survives_a_server_restart(delta: bool) -> anyhow::Result<()> {
             Ads {
                 delta,
                 server: xds.parse()?,
+                tls: None,
             },
             runtime.clone(),
             Store::default(),

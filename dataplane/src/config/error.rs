@@ -38,6 +38,15 @@ impl FieldError {
         self
     }
 
+    /// `path: reason`, or the reason alone when the path is empty.
+    pub fn path_and_reason(&self) -> String {
+        if self.path.is_empty() {
+            self.reason.clone()
+        } else {
+            format!("{}: {}", self.path, self.reason)
+        }
+    }
+
     pub fn of(self, kind: &'static str, name: &str) -> ConfigError {
         ConfigError {
             kind,

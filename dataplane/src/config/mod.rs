@@ -16,6 +16,7 @@ pub mod error;
 pub mod hash_policy;
 pub mod listener;
 pub mod route;
+pub mod xds_tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};

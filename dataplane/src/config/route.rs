@@ -383,7 +383,7 @@ fn header_name(name: &str) -> FieldResult<http::HeaderName> {
         .map_err(|_| FieldError::new("name", format!("\"{name}\" is not a header name")))
 }
 
-fn string_match(m: &StringMatcher) -> FieldResult<StringMatch> {
+pub(crate) fn string_match(m: &StringMatcher) -> FieldResult<StringMatch> {
     let ic = m.ignore_case;
     Ok(match &m.match_pattern {
         Some(MatchPattern::Exact(s)) => StringMatch::Exact(s.clone(), ic),

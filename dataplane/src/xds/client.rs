@@ -85,7 +85,21 @@ impl XdsClient {
             .map_err(|e| (e.into(), false))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
-        let channel = endpoint.connect().await.map_err(|e| (e.into(), false))?;
+        let channel = match &self.ads.tls {
+            None => endpoint.connect().await,
+            Some(tls) => {
+                // Read the certificate files at every connection: a rotated client
+                // certificate is used from the next reconnection on.
+                let config = super::tls::client_config(tls)
+                    .map_err(|e| (anyhow::anyhow!("xDS cluster transport_socket: {e}"), false))?;
+                let connector = super::tls::Connector {
+                    tls: Arc::new(config),
+                    sni: tls.sni.clone(),
+                };
+                endpoint.connect_with_connector(connector).await
+            }
+        };
+        let channel = channel.map_err(|e| (tls_error(e), false))?;
         let mut client =
             AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(256 << 20);
         self.nonces.clear();
@@ -343,4 +357,17 @@ impl XdsClient {
         }
         errors
     }
+}
+
+/// tonic's connect error says only "transport error"; the TLS reason (unknown CA, certificate
+/// required...) is in its sources, and is what the operator needs in the log.
+fn tls_error(e: tonic::transport::Error) -> anyhow::Error {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    anyhow::anyhow!(message)
 }

@@ -2,3 +2,4 @@
 
 pub mod client;
 pub mod store;
+pub mod tls;
