@@ -6,9 +6,11 @@
 //! protoc-gen-validate annotations Envoy enforces). Warnings (served anyway, errors with
 //! `--strict`): a route or tcp_proxy naming a cluster that does not exist, which Envoy accepts
 //! and answers with 503 (or closes the connection); a TLS context asking SDS for a secret the
-//! group does not hold, which keeps its cluster or listener warming.
+//! group does not hold, which keeps its cluster or listener warming. A Secret whose PEM does
+//! not parse or whose private key does not match its certificate is an error, as Envoy refuses
+//! it.
 
-mod secrets;
+pub(crate) mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -95,6 +97,12 @@ pub fn check(group: &str, resources: &[SourcedResource]) -> Findings {
             }
         }
         match r.any.type_url.as_str() {
+            type_url::SECRET => {
+                let name = xds_types::resource::name_of(&r.any).unwrap_or_default();
+                for e in secrets::check_secret(&r.any, &r.file) {
+                    f.errors.push(format!("{}: {e}", at(r, &name)));
+                }
+            }
             type_url::CLUSTER => {
                 if let Ok(c) = Cluster::from_any(&r.any) {
                     check_cluster(&c, of(type_url::ENDPOINT), group, &at(r, &c.name), &mut f);

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod check;
 pub mod files;
+pub mod secret_files;
 pub mod watch;
 
 use std::path::Path;
@@ -39,6 +40,8 @@ pub fn load_dir(dir: &Path, options: LoadOptions) -> Result<Loaded, Vec<String>>
     let mut out = Vec::new();
     for (name, group) in groups {
         let findings = check::check(&name, &group.resources);
+        // An unreadable Secret file is reported once, by the check, not again by inline().
+        let checked = findings.errors.is_empty();
         errors.extend(findings.errors);
         if options.strict {
             errors.extend(
@@ -50,11 +53,19 @@ pub fn load_dir(dir: &Path, options: LoadOptions) -> Result<Loaded, Vec<String>>
         } else {
             warnings.extend(findings.warnings);
         }
-        out.push((
-            name,
-            group.selector,
-            group.resources.into_iter().map(|r| r.any).collect(),
-        ));
+        // Relative files of Secrets become inline bytes (see secret_files); after the checks,
+        // which read the same files and name them.
+        let mut anys = Vec::with_capacity(group.resources.len());
+        for r in &group.resources {
+            match secret_files::inline(&r.any, &r.file) {
+                Ok(any) => anys.push(any),
+                Err(e) if checked => {
+                    errors.push(format!("{}: {}: {e}", r.file.display(), r.location))
+                }
+                Err(_) => {}
+            }
+        }
+        out.push((name, group.selector, anys));
     }
     if errors.is_empty() {
         Ok(Loaded {

@@ -204,8 +204,17 @@ transport_socket:
     let secret = r#"
 "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
 name: client-cert
-tls_certificate: { certificate_chain: { inline_string: x }, private_key: { inline_string: y } }
+tls_certificate: { certificate_chain: { inline_string: CERT }, private_key: { inline_string: KEY } }
 "#;
-    let f = check("default", &load(&docs(&[tls_cluster, secret])));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["a".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let json = |s: String| serde_json::Value::String(s).to_string();
+    let secret = secret
+        .replace("CERT", &json(cert.pem()))
+        .replace("KEY", &json(key.serialize_pem()));
+    let f = check("default", &load(&docs(&[tls_cluster, &secret])));
     assert!(f.errors.is_empty() && f.warnings.is_empty(), "{f:?}");
 }
