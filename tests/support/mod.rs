@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod config;
 pub mod http;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -141,10 +142,20 @@ impl Controlplane {
 
     /// Serves xDS on `xds` (a restart on the address its proxies know).
     pub fn start_at(dir: &Path, work: &Path, xds: &str) -> Self {
+        Self::start_with_at(dir, work, xds, &[])
+    }
+
+    /// With more `serve` flags (`--tls-cert FILE`...).
+    pub fn start_with(dir: &Path, work: &Path, extra: &[&std::ffi::OsStr]) -> Self {
+        Self::start_with_at(dir, work, "127.0.0.1:0", extra)
+    }
+
+    fn start_with_at(dir: &Path, work: &Path, xds: &str, extra: &[&std::ffi::OsStr]) -> Self {
         let mut cmd = Command::new(bin("controlplane"));
         cmd.args(["serve", "--config"])
             .arg(dir)
-            .args(["--listen", xds, "--admin", "127.0.0.1:0"]);
+            .args(["--listen", xds, "--admin", "127.0.0.1:0"])
+            .args(extra);
         cmd.stdout(Stdio::piped());
         let mut process = Process::spawn("controlplane", &mut cmd, work.join("controlplane.log"));
         let stdout = process.child.stdout.take().unwrap();
@@ -220,12 +231,18 @@ impl Envoy {
             Api::Sotw => "GRPC",
             Api::Delta => "DELTA_GRPC",
         };
-        let bootstrap = work.join(format!("envoy-{node_id}.yaml"));
-        std::fs::write(
-            &bootstrap,
-            config::envoy_bootstrap(node_id, host, port, api_type),
+        Self::start_bootstrap(
+            node_id,
+            &config::envoy_bootstrap(node_id, host, port, api_type),
+            work,
         )
-        .unwrap();
+        .await
+    }
+
+    /// Envoy from a bootstrap of the test's own (its admin address is read from a file).
+    pub async fn start_bootstrap(node_id: &str, bootstrap_yaml: &str, work: &Path) -> Self {
+        let bootstrap = work.join(format!("envoy-{node_id}.yaml"));
+        std::fs::write(&bootstrap, bootstrap_yaml).unwrap();
         let admin_path = work.join(format!("envoy-{node_id}.admin"));
         let mut cmd = Command::new("envoy");
         cmd.arg("-c")
