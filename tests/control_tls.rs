@@ -57,7 +57,11 @@ impl Pki {
 
     /// `controlplane serve` with mutual TLS on `config`.
     fn controlplane(&self, config: &Path, work: &Path) -> Controlplane {
-        let flags: Vec<&OsStr> = vec![
+        self.controlplane_with(config, work, &[])
+    }
+
+    fn controlplane_with(&self, config: &Path, work: &Path, extra: &[&str]) -> Controlplane {
+        let mut flags: Vec<&OsStr> = vec![
             OsStr::new("--tls-cert"),
             self.cert_file.as_os_str(),
             OsStr::new("--tls-key"),
@@ -65,6 +69,7 @@ impl Pki {
             OsStr::new("--client-ca"),
             self.ca_file.as_os_str(),
         ];
+        flags.extend(extra.iter().map(OsStr::new));
         Controlplane::start_with(config, work, &flags)
     }
 }
@@ -519,4 +524,70 @@ fn bad_tls_files_stop_the_start_naming_the_file() {
         )),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_over_mtls_is_open_only_to_the_named_management_clients() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(work.path());
+    let dir = config_dir(work.path());
+    plain_config(&dir, free_port(), free_port());
+    let cp = pki.controlplane_with(&dir, work.path(), &["--management-client", "deployer"]);
+    // What the pipeline pushes: a Secret whose files sit beside the YAML (read by `push`).
+    let push_dir = work.path().join("push");
+    std::fs::create_dir(&push_dir).unwrap();
+    let app = pki.ca.leaf("app", &["app.example"], &[]);
+    support::tls::write(&push_dir, "app.pem", &app.cert);
+    support::tls::write(&push_dir, "app.key", &app.key);
+    let resources = support::tls::write(
+        &push_dir,
+        "canary.yaml",
+        &file(None, &[SECRET.into(), cluster("b1", 1)]),
+    );
+    let push = |name: &str| {
+        let (_, cert, key) = pki.client(name, &[name], &[]);
+        let out = std::process::Command::new(support::bin("controlplane"))
+            .args([
+                "push",
+                "--server",
+                &cp.xds,
+                "--group",
+                "canary",
+                "--node-id",
+                "edge-*",
+            ])
+            .arg("--tls-ca")
+            .arg(&pki.ca_file)
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .args(["--tls-server-name", "localhost"])
+            .arg(&resources)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = push("edge-1");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("the client certificate [CN=edge-1, DNS:edge-1] is not allowed to use the management API (--management-client deployer)"),
+        "{out}"
+    );
+    let (ok, out) = push("deployer");
+    assert!(ok, "{out}");
+    assert!(out.contains("group \"canary\" set: version"), "{out}");
+    let status = cp.status().await;
+    let canary = status["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "canary")
+        .unwrap()
+        .clone();
+    assert_eq!(canary["resources"]["SDS"], 1, "{canary}");
 }

@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// SAN, the default with --client-ca), dns-san, uri-san, cn, or any.
     #[arg(long, value_enum, requires = "client_ca")]
     pub node_id_match: Option<NodeIdMatch>,
+    /// With --client-ca: only clients whose certificate has this CN, DNS SAN or URI SAN may use
+    /// the management API (repeatable). Without it, every certificate of --client-ca may,
+    /// the proxies' included.
+    #[arg(long = "management-client", requires = "client_ca")]
+    pub management_clients: Vec<String>,
 }
 
 impl ServeArgs {
@@ -144,11 +149,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(ads)
-        .add_service(
-            ManagementApi::new(cache_for_api, args.strict)
-                .with_shutdown(shutdown.clone())
-                .into_service(),
-        );
+        .add_service({
+            let api =
+                ManagementApi::new(cache_for_api, args.strict).with_shutdown(shutdown.clone());
+            let api = if args.management_clients.is_empty() {
+                api
+            } else {
+                api.with_allowed_clients(args.management_clients.clone())
+            };
+            api.into_service()
+        });
     let server: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match tls {
         Some((acceptor, _, _)) => {
             Box::pin(router.serve_with_incoming_shutdown(acceptor.incoming(xds), stopped))

@@ -35,6 +35,9 @@ pub struct ManagementApi {
     versions: Arc<Mutex<ApiVersions>>,
     /// WatchGroup streams end when this becomes true (server shutdown).
     shutdown: Option<watch::Receiver<bool>>,
+    /// With mutual TLS: the client certificate names (CN, DNS or URI SAN) allowed to call.
+    /// `None`: anyone who reached the service.
+    allowed_clients: Option<Arc<Vec<String>>>,
 }
 
 /// Version bookkeeping: a monotonic sequence, and each group's content hash so that setting
@@ -53,7 +56,40 @@ impl ManagementApi {
             strict,
             versions: Arc::default(),
             shutdown: None,
+            allowed_clients: None,
         }
+    }
+
+    /// Only clients whose certificate's CN, DNS SAN or URI SAN is one of `names` may call.
+    /// The xDS port is shared with the proxies, whose certificates come from the same CA: a
+    /// proxy must not be able to set (or read, Secrets included) every group.
+    pub fn with_allowed_clients(mut self, names: Vec<String>) -> Self {
+        self.allowed_clients = Some(Arc::new(names));
+        self
+    }
+
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(allowed) = &self.allowed_clients else {
+            return Ok(());
+        };
+        let identity = request
+            .peer_certs()
+            .and_then(|c| c.first().map(crate::tls::PeerIdentity::from_der))
+            .and_then(Result::ok);
+        let Some(id) = identity else {
+            return Err(Status::permission_denied(
+                "the management API needs a client certificate (--management-client)",
+            ));
+        };
+        let names = id.subject_cn.iter().chain(&id.dns_sans).chain(&id.uri_sans);
+        if names.into_iter().any(|n| allowed.contains(n)) {
+            return Ok(());
+        }
+        Err(Status::permission_denied(format!(
+            "the client certificate {id} is not allowed to use the management API \
+             (--management-client {})",
+            allowed.join(", ")
+        )))
     }
 
     /// Ends every WatchGroup stream when `shutdown` becomes true, so a server shutting down
@@ -227,6 +263,7 @@ impl Management for ManagementApi {
         &self,
         request: Request<SetGroupRequest>,
     ) -> Result<Response<SetGroupResponse>, Status> {
+        self.authorize(&request)?;
         self.set(request.into_inner()).map(Response::new)
     }
 
@@ -234,6 +271,7 @@ impl Management for ManagementApi {
         &self,
         request: Request<GetGroupRequest>,
     ) -> Result<Response<Group>, Status> {
+        self.authorize(&request)?;
         let name = request.into_inner().group;
         self.get(&name)
             .map(Response::new)
@@ -244,6 +282,7 @@ impl Management for ManagementApi {
         &self,
         request: Request<GetGroupRequest>,
     ) -> Result<Response<DeleteGroupResponse>, Status> {
+        self.authorize(&request)?;
         let name = request.into_inner().group;
         self.delete(&name)
             .map(|version| Response::new(DeleteGroupResponse { version }))
@@ -258,6 +297,7 @@ impl Management for ManagementApi {
         &self,
         request: Request<GetGroupRequest>,
     ) -> Result<Response<GroupStream>, Status> {
+        self.authorize(&request)?;
         let name = request.into_inner().group;
         let (tx, rx) = mpsc::channel(4);
         let api = self.clone();
