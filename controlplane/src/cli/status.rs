@@ -61,6 +61,23 @@ pub fn render(status: &Value) -> String {
     for w in source["warnings"].as_array().into_iter().flatten() {
         out.push_str(&format!("  warning: {}\n", s(w)));
     }
+    let tls = &status["tls"];
+    if !tls.is_null() {
+        out.push_str(&format!(
+            "tls {} (client CA {}, node ids by {}): {} reloads, {} refused\n",
+            s(&tls["cert"]),
+            s(&tls["client_ca"]),
+            s(&tls["node_id_match"]),
+            s(&tls["reloads"]),
+            s(&tls["failed_reloads"])
+        ));
+        if !tls["last_error"].is_null() {
+            out.push_str(&format!(
+                "  last reload refused: {}\n",
+                s(&tls["last_error"])
+            ));
+        }
+    }
     for g in status["groups"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "group {} ({}): version {}\n",
@@ -118,6 +135,38 @@ pub fn render(status: &Value) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    // Who each proxy is by its client certificate (mutual TLS only).
+    for p in status["proxies"].as_array().into_iter().flatten() {
+        let id = &p["peer_identity"];
+        if id.is_null() {
+            continue;
+        }
+        let names: Vec<String> = id["subject_cn"]
+            .as_str()
+            .map(|cn| format!("CN={cn}"))
+            .into_iter()
+            .chain(
+                id["dns_sans"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| format!("DNS:{}", s(d))),
+            )
+            .chain(
+                id["uri_sans"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|u| format!("URI:{}", s(u))),
+            )
+            .collect();
+        out.push_str(&format!(
+            "{} from {}: certificate [{}]\n",
+            s(&p["node_id"]),
+            s(&p["peer"]),
+            names.join(", ")
+        ));
+    }
     out
 }
 
@@ -131,8 +180,12 @@ mod tests {
             "source": { "directory": "/etc/xds", "loads": 3, "failed_loads": 1,
                         "last_error": ["routes.yaml: invalid YAML"], "warnings": [] },
             "groups": [ { "name": "default", "origin": "files", "version": "3-abcd" } ],
+            "tls": { "cert": "/pki/cp.pem", "client_ca": "/pki/ca.pem", "node_id_match": "san",
+                     "reloads": 1, "failed_reloads": 0, "last_error": null },
             "proxies": [ {
                 "node_id": "edge-1", "node_cluster": "edge", "group": "default", "stream": "sotw",
+                "peer": "127.0.0.1:5000",
+                "peer_identity": { "subject_cn": "edge-1", "dns_sans": ["edge-1"], "uri_sans": [] },
                 "types": {
                     "type.googleapis.com/envoy.config.cluster.v3.Cluster":
                         { "version_sent": "3-abcd", "version_acked": "2-ffff",
@@ -146,6 +199,11 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "source /etc/xds: 3 loads, 1 refused");
         assert_eq!(lines[1], "  last load refused: routes.yaml: invalid YAML");
+        assert_eq!(
+            lines[2],
+            "tls /pki/cp.pem (client CA /pki/ca.pem, node ids by san): 1 reloads, 0 refused"
+        );
+        let lines = [&lines[..2], &lines[3..]].concat();
         assert_eq!(lines[2], "group default (files): version 3-abcd");
         assert!(
             lines[3]
@@ -159,6 +217,10 @@ mod tests {
         assert_eq!(
             lines[5],
             "edge-1  edge     default  sotw    LDS   3-abcd  3-abcd  -"
+        );
+        assert_eq!(
+            lines[6],
+            "edge-1 from 127.0.0.1:5000: certificate [CN=edge-1, DNS:edge-1]"
         );
     }
 }
