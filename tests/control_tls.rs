@@ -257,6 +257,31 @@ async fn envoy_over_mtls(api: Api) {
     );
     assert_eq!(sds["version_acked"], sds["version_sent"], "{sds}");
     assert!(sds["last_nack"].is_null(), "{sds}");
+
+    // Rotate the PEM files beside the YAML (key first: the load in between is refused, as the
+    // pair does not match, and nothing changes): the new certificate reaches Envoy over SDS.
+    let rotated = pki.ca.leaf("app-2", &["app.example"], &[]);
+    support::tls::write(&dir, "app.key", &rotated.key);
+    support::tls::write(&dir, "app.pem", &rotated.cert);
+    let want = der(&rotated.cert);
+    eventually(
+        "Envoy's listener presenting the rotated SDS certificate",
+        || {
+            let (addr, ca, want) = (addr.clone(), ca.clone(), want.clone());
+            async move {
+                server_cert(
+                    &addr,
+                    client_config(&ca, None, &[b"http/1.1"]),
+                    "app.example",
+                )
+                .await
+                .filter(|c| *c == want)
+            }
+        },
+    )
+    .await;
+    let sds = cp.proxy_type("envoy-1", "SDS").await.unwrap();
+    assert!(sds["last_nack"].is_null(), "{sds}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
