@@ -11,6 +11,8 @@
 //! they negotiated, so no xDS stream is cut by a rotation.
 
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -135,5 +137,70 @@ pub async fn run(files: TlsFiles, acceptor: Acceptor, status: TlsStatus) {
             }
         }
         reload_once(&files, &acceptor, &status, &mut last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_mismatched_pair_keeps_the_old_config_until_the_files_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles {
+            cert: dir.path().join("cp.pem"),
+            key: dir.path().join("cp.key"),
+            client_ca: None,
+        };
+        let (cert, key) = pair();
+        std::fs::write(&files.cert, &cert).unwrap();
+        std::fs::write(&files.key, &key).unwrap();
+        let acceptor = Acceptor::new(files.load().unwrap());
+        let status = TlsStatus::default();
+        let mut last = fingerprint(&files);
+        let first = acceptor.current();
+        assert!(
+            !reload_once(&files, &acceptor, &status, &mut last),
+            "nothing changed"
+        );
+
+        // The new key lands before its certificate: refused, the old config stays.
+        let (new_cert, new_key) = pair();
+        std::fs::write(&files.key, &new_key).unwrap();
+        assert!(!reload_once(&files, &acceptor, &status, &mut last));
+        assert!(Arc::ptr_eq(&first, &acceptor.current()));
+        let state = status.get();
+        assert_eq!(state.failed_reloads, 1);
+        let error = state.last_error.unwrap();
+        assert!(
+            error.contains("cp.key: the private key does not match the certificate in"),
+            "{error}"
+        );
+
+        std::fs::write(&files.cert, &new_cert).unwrap();
+        assert!(reload_once(&files, &acceptor, &status, &mut last));
+        assert!(!Arc::ptr_eq(&first, &acceptor.current()));
+        let state = status.get();
+        assert_eq!((state.reloads, state.last_error), (1, None));
+    }
+
+    #[test]
+    fn the_watched_directories() {
+        let files = TlsFiles {
+            cert: "/a/cert.pem".into(),
+            key: "/a/key.pem".into(),
+            client_ca: Some("ca.pem".into()),
+        };
+        assert_eq!(dirs(&files), [PathBuf::from("/a"), PathBuf::from(".")]);
     }
 }
