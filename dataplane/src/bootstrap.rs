@@ -47,7 +47,24 @@ pub fn load(path: &Path) -> anyhow::Result<Bootstrap> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let proto: XdsBootstrap = xds_types::format::from_yaml_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    translate(&proto).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let boot = translate(&proto).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    boot.check_xds_tls_files()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(boot)
+}
+
+impl Bootstrap {
+    /// Reads the xDS channel's certificate files once, as Envoy does when it loads its
+    /// bootstrap: a file that cannot be read or a key that does not match its certificate is
+    /// refused now, naming the file, rather than found at every reconnection attempt.
+    pub fn check_xds_tls_files(&self) -> anyhow::Result<()> {
+        match self.ads.as_ref().and_then(|a| a.tls.as_ref()) {
+            Some(tls) => crate::xds::tls::client_config(tls)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("the xDS cluster's transport_socket: {e}")),
+            None => Ok(()),
+        }
+    }
 }
 
 fn field(e: FieldError) -> anyhow::Error {
@@ -287,6 +304,59 @@ static_resources:
         assert!(b.statics.clusters.contains_key("xds"));
         let plain = BOOTSTRAP.split("    transport_socket:").next().unwrap();
         assert!(parse(plain).unwrap().ads.unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn the_xds_tls_files_are_read_at_load_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["dp".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let (c, k, ca) = (
+            write("c.pem", &cert.pem()),
+            write("k.pem", &key.serialize_pem()),
+            write("ca.pem", &cert.pem()),
+        );
+        let wrong = write("wrong.pem", &other.serialize_pem());
+        let yaml = |c: &str, k: &str| {
+            BOOTSTRAP
+                .replace("/c.pem", c)
+                .replace("/k.pem", k)
+                .replace("/ca.pem", &ca)
+        };
+        parse(&yaml(&c, &k)).unwrap().check_xds_tls_files().unwrap();
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let e = parse(&yaml(&missing, &k))
+            .unwrap()
+            .check_xds_tls_files()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "the xDS cluster's transport_socket: {missing}: cannot read:"
+            )),
+            "{e}"
+        );
+        let e = parse(&yaml(&c, &wrong))
+            .unwrap()
+            .check_xds_tls_files()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "the xDS cluster's transport_socket: tls_certificates[0] ({c} with {wrong}): \
+                 the private key does not match the certificate"
+            )),
+            "{e}"
+        );
     }
 
     #[test]

@@ -57,8 +57,14 @@ pub fn client_config(tls: &XdsTls) -> Result<ClientConfig, String> {
             builder
                 .with_client_auth_cert(chain_certs, key_der)
                 .map_err(|e| {
+                    let why = match e {
+                        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                            "the private key does not match the certificate".to_string()
+                        }
+                        e => e.to_string(),
+                    };
                     format!(
-                        "tls_certificates[0] ({} with {}): {e}",
+                        "tls_certificates[0] ({} with {}): {why}",
                         chain.describe(),
                         key.describe()
                     )
