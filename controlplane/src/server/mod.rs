@@ -367,3 +367,42 @@ fn record(
         debug!(node = %id, r#type = short_name(url), %version, "proxy ACKed");
     }
 }
+
+#[cfg(test)]
+mod authorizer_tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_the_node_id_the_certificate_and_the_rule() {
+        let identity = PeerIdentity {
+            subject_cn: Some("edge-1".into()),
+            dns_sans: vec!["edge-1".into()],
+            uri_sans: vec![],
+        };
+        let auth = |rule, identity| Authorizer { rule, identity };
+        let a = auth(NodeIdMatch::San, Some(identity.clone()));
+        assert!(a.check("edge-1").is_ok());
+        let e = a
+            .check("edge-2")
+            .err()
+            .map(|s| (s.code(), s.message().to_string()));
+        assert_eq!(
+            e,
+            Some((
+                tonic::Code::PermissionDenied,
+                "node id \"edge-2\" is not allowed for the client certificate [CN=edge-1, \
+                 DNS:edge-1]: the node id must equal one of its DNS or URI SANs \
+                 (--node-id-match san)"
+                    .to_string()
+            ))
+        );
+        let e = auth(NodeIdMatch::Cn, None).check("edge-1").err();
+        assert_eq!(
+            e.map(|s| s.message().to_string()).as_deref(),
+            Some(
+                "node id \"edge-1\" is not allowed without a client certificate (--node-id-match cn)"
+            )
+        );
+        assert!(auth(NodeIdMatch::Any, None).check("anything").is_ok());
+    }
+}

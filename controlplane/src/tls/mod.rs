@@ -35,6 +35,11 @@ pub use identity::{NodeIdMatch, PeerIdentity};
 
 /// A client that connects and then stalls cannot hold a connection slot longer than this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once. Beyond it a new connection is closed at once: a flood of
+/// stalled clients costs at most this many tasks and buffers, and established streams (and
+/// a fleet reconnecting after a restart, which finishes its handshakes in milliseconds) are
+/// not held back.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// The files the xDS listener's TLS comes from.
 #[derive(Debug, Clone)]
@@ -150,6 +155,7 @@ impl Acceptor {
         listener: TcpListener,
     ) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
         let (tx, rx) = mpsc::channel(64);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
                 let (tcp, peer) = tokio::select! {
@@ -164,10 +170,15 @@ impl Acceptor {
                     },
                     _ = tx.closed() => return,
                 };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    info!(%peer, "xDS connection closed: {MAX_HANDSHAKES} TLS handshakes already in progress");
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let acceptor = TlsAcceptor::from(self.current());
                 let tx = tx.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             let _ = tx.send(Ok(stream)).await;
