@@ -9,97 +9,14 @@
 
 mod support;
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use support::backend::Backend;
 use support::config::{cluster, file, listener, routes, write};
+use support::pki::{CDS, Pki, cds_stream, channel, first_response, tls_bootstrap};
 use support::tls::{Ca, Leaf, client_config, der, https_get, server_cert};
 use support::{Api, Controlplane, Dataplane, Envoy, eventually, free_port, http};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-
-const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-
-/// A CA, the controlplane's certificate (for `localhost` and 127.0.0.1) and the files.
-struct Pki {
-    dir: PathBuf,
-    ca: Ca,
-    ca_file: PathBuf,
-    cert_file: PathBuf,
-    key_file: PathBuf,
-}
-
-impl Pki {
-    fn new(work: &Path) -> Pki {
-        let dir = work.join("pki");
-        std::fs::create_dir(&dir).unwrap();
-        let ca = Ca::new("e2e CA");
-        let server = ca.leaf("controlplane", &["localhost", "127.0.0.1"], &[]);
-        Pki {
-            ca_file: support::tls::write(&dir, "ca.pem", &ca.pem()),
-            cert_file: support::tls::write(&dir, "server.pem", &server.cert),
-            key_file: support::tls::write(&dir, "server.key", &server.key),
-            dir,
-            ca,
-        }
-    }
-
-    /// A client certificate of this CA, written as `<name>.pem` / `<name>.key`.
-    fn client(&self, name: &str, dns: &[&str], uris: &[&str]) -> (Leaf, PathBuf, PathBuf) {
-        let leaf = self.ca.leaf(name, dns, uris);
-        let cert = support::tls::write(&self.dir, &format!("{name}.pem"), &leaf.cert);
-        let key = support::tls::write(&self.dir, &format!("{name}.key"), &leaf.key);
-        (leaf, cert, key)
-    }
-
-    /// `controlplane serve` with mutual TLS on `config`.
-    fn controlplane(&self, config: &Path, work: &Path) -> Controlplane {
-        self.controlplane_with(config, work, &[])
-    }
-
-    fn controlplane_with(&self, config: &Path, work: &Path, extra: &[&str]) -> Controlplane {
-        let mut flags: Vec<&OsStr> = vec![
-            OsStr::new("--tls-cert"),
-            self.cert_file.as_os_str(),
-            OsStr::new("--tls-key"),
-            self.key_file.as_os_str(),
-            OsStr::new("--client-ca"),
-            self.ca_file.as_os_str(),
-        ];
-        flags.extend(extra.iter().map(OsStr::new));
-        Controlplane::start_with(config, work, &flags)
-    }
-}
-
-/// A bootstrap (for Envoy and our dataplane alike) whose xDS cluster speaks mutual TLS.
-fn tls_bootstrap(node: &str, xds: &str, api: Api, cert: &Path, key: &Path, ca: &Path) -> String {
-    let (host, port) = xds.rsplit_once(':').unwrap();
-    let api_type = match api {
-        Api::Sotw => "GRPC",
-        Api::Delta => "DELTA_GRPC",
-    };
-    let tls = format!(
-        r#"
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        common_tls_context:
-          tls_certificates:
-          - certificate_chain: {{ filename: "{}" }}
-            private_key: {{ filename: "{}" }}
-          validation_context:
-            trusted_ca: {{ filename: "{}" }}
-"#,
-        cert.display(),
-        key.display(),
-        ca.display()
-    );
-    support::config::envoy_bootstrap(node, host, port, api_type) + tls.trim_start_matches('\n')
-}
+use tonic::transport::Endpoint;
 
 /// A config directory: an HTTP listener on `port` routing everything to `backend`.
 fn plain_config(dir: &Path, port: u16, backend: u16) {
@@ -152,6 +69,10 @@ async fn dataplane_over_mtls(api: Api) {
     let status = cp.status().await;
     let proxy = &status["proxies"][0];
     assert_eq!(proxy["node_id"], "dp-1");
+    assert!(
+        proxy["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{proxy}"
+    );
     assert_eq!(
         proxy["peer_identity"]["dns_sans"],
         serde_json::json!(["dp-1"])
@@ -292,64 +213,6 @@ async fn envoy_over_mtls_sotw_reaches_the_backend_with_an_sds_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_over_mtls_delta_reaches_the_backend_with_an_sds_certificate() {
     envoy_over_mtls(Api::Delta).await;
-}
-
-/// A gRPC channel to the controlplane, trusting `ca`, with `client` as identity if given.
-async fn channel(xds: &str, ca: &str, client: Option<&Leaf>) -> Result<Channel, String> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .domain_name("localhost");
-    if let Some(c) = client {
-        tls = tls.identity(Identity::from_pem(&c.cert, &c.key));
-    }
-    Endpoint::from_shared(format!("https://{xds}"))
-        .unwrap()
-        .tls_config(tls)
-        .map_err(|e| e.to_string())?
-        .connect()
-        .await
-        .map_err(|e| format!("{e:?}"))
-}
-
-/// Opens a SotW stream claiming `node_id` and asks for clusters.
-async fn cds_stream(
-    channel: Channel,
-    node_id: &str,
-) -> Result<
-    (
-        tokio::sync::mpsc::Sender<DiscoveryRequest>,
-        tonic::Streaming<DiscoveryResponse>,
-    ),
-    tonic::Status,
-> {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(DiscoveryRequest {
-        node: Some(Node {
-            id: node_id.into(),
-            ..Default::default()
-        }),
-        type_url: CDS.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let stream = AggregatedDiscoveryServiceClient::new(channel)
-        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    Ok((tx, stream))
-}
-
-/// The first response of a stream claiming `node_id` over `channel`.
-async fn first_response(
-    channel: Channel,
-    node_id: &str,
-) -> Result<DiscoveryResponse, tonic::Status> {
-    let (_tx, mut stream) = cds_stream(channel, node_id).await?;
-    stream
-        .message()
-        .await?
-        .ok_or_else(|| tonic::Status::unknown("the stream ended"))
 }
 
 /// A controlplane with mutual TLS on a config of one cluster.

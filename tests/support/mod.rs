@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod config;
 pub mod http;
+pub mod pki;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
