@@ -71,33 +71,38 @@ impl ServeArgs {
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    // Bad TLS files stop the start (exit 1 naming the file): serving plaintext instead, or
-    // nothing, would hide the mistake. A later bad reload keeps the previous files instead.
-    let tls = match args.tls() {
-        Some((files, rule)) => {
-            let config = files.load().map_err(anyhow::Error::msg)?;
-            let status = TlsStatus::default();
-            status.update(|s| {
-                *s = TlsState {
-                    cert: files.cert.display().to_string(),
-                    key: files.key.display().to_string(),
-                    client_ca: files.client_ca.as_ref().map(|p| p.display().to_string()),
-                    node_id_match: Some(rule),
-                    loaded_at: crate::status::now(),
-                    ..Default::default()
-                }
-            });
-            let acceptor = Acceptor::new(config);
-            tokio::spawn(crate::tls::reload::run(
-                files,
-                acceptor.clone(),
-                status.clone(),
-            ));
-            Some((acceptor, rule, status))
-        }
-        None => None,
+/// The xDS listener's TLS, if asked for: the acceptor, the node id rule and the status handle,
+/// with the files' watcher started. Bad files stop the start (exit 1 naming the file): serving
+/// plaintext instead, or nothing, would hide the mistake. A later bad reload keeps the
+/// previous files instead.
+fn start_tls(args: &ServeArgs) -> anyhow::Result<Option<(Acceptor, NodeIdMatch, TlsStatus)>> {
+    let Some((files, rule)) = args.tls() else {
+        return Ok(None);
     };
+    let config = files.load().map_err(anyhow::Error::msg)?;
+    let status = TlsStatus::default();
+    status.update(|s| {
+        *s = TlsState {
+            cert: files.cert.display().to_string(),
+            key: files.key.display().to_string(),
+            client_ca: files.client_ca.as_ref().map(|p| p.display().to_string()),
+            node_id_match: Some(rule),
+            loaded_at: crate::status::now(),
+            ..Default::default()
+        }
+    });
+    info!(cert = %files.cert.display(), client_ca = ?files.client_ca, node_id_match = rule.as_str(), "xDS over TLS");
+    let acceptor = Acceptor::new(config);
+    tokio::spawn(crate::tls::reload::run(
+        files,
+        acceptor.clone(),
+        status.clone(),
+    ));
+    Ok(Some((acceptor, rule, status)))
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let tls = start_tls(&args)?;
     let cache = SnapshotCache::new();
     let proxies = ProxyRegistry::new();
     let source = SourceStatus::default();
