@@ -58,12 +58,18 @@ impl Bootstrap {
     /// bootstrap: a file that cannot be read or a key that does not match its certificate is
     /// refused now, naming the file, rather than found at every reconnection attempt.
     pub fn check_xds_tls_files(&self) -> anyhow::Result<()> {
-        match self.ads.as_ref().and_then(|a| a.tls.as_ref()) {
-            Some(tls) => crate::xds::tls::client_config(tls)
-                .map(|_| ())
-                .map_err(|e| anyhow::anyhow!("the xDS cluster's transport_socket: {e}")),
-            None => Ok(()),
+        let Some(tls) = self.ads.as_ref().and_then(|a| a.tls.as_ref()) else {
+            return Ok(());
+        };
+        if tls.trusted_ca.is_none() {
+            tracing::warn!(
+                "the xDS cluster's TLS context has no validation_context.trusted_ca: any server \
+                 certificate is accepted (as Envoy does)"
+            );
         }
+        crate::xds::tls::client_config(tls)
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("the xDS cluster's transport_socket: {e}"))
     }
 }
 
