@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod http;
 pub mod listener;
+pub mod memory;
 pub mod runtime;
 pub mod tcp;
 pub mod upstream;

@@ -102,6 +102,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
     tokio::spawn(dataplane::listener::run(runtime.clone()));
     tokio::spawn(dataplane::upstream::dns::run(runtime.clone()));
+    // The API descriptors (~35 MB decoded) are needed only while config is translated.
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if xds_types::descriptors::release_if_unused_for(std::time::Duration::from_secs(10)) {
+                dataplane::memory::return_free_memory();
+                tracing::debug!("released the API descriptors until the next config change");
+            }
+        }
+    });
     let store = Store {
         statics: boot.statics.clone(),
         statics_raw: boot.statics_raw.clone(),
@@ -134,6 +145,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 *dump = store.dump();
             }
             runtime.set_ready();
+            // A static proxy translates nothing more: drop the API descriptors now.
+            if xds_types::descriptors::release_if_unused_for(std::time::Duration::ZERO) {
+                dataplane::memory::return_free_memory();
+            }
         }
     }
     // Tests and scripts read the admin address from this line (the port may be 0).

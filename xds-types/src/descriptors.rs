@@ -4,27 +4,51 @@
 //! in the published crate, not exported by it). It is vendored here so the descriptors and the
 //! prost structs always come from the same API version: bump both together.
 
-use std::sync::LazyLock;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 static ENCODED: &[u8] = include_bytes!("../descriptors/envoy-types-0.7.7.bin");
 
-static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    // The vendored file is a build input, not peer or user data: failing to decode it is a
-    // broken build, caught by the unit test below.
-    #[allow(clippy::expect_used)]
-    DescriptorPool::decode(ENCODED).expect("vendored Envoy descriptor set decodes")
-});
+/// The decoded pool and when it was last asked for. Decoded it takes ~35 MB and ~80 ms: a
+/// long-running proxy that reads config once in a while keeps it only while it is in use
+/// (see [`release_if_unused_for`]), so its resident memory is not mostly descriptors.
+static CACHE: Mutex<Option<(DescriptorPool, Instant)>> = Mutex::new(None);
 
-/// The pool holding every message of the Envoy v3 API, google.protobuf and validate.
-pub fn pool() -> &'static DescriptorPool {
-    &POOL
+/// The pool holding every message of the Envoy v3 API, google.protobuf and validate (a cheap
+/// handle: clones share one decoded pool).
+pub fn pool() -> DescriptorPool {
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let (pool, used) = cache.get_or_insert_with(|| {
+        // The vendored file is a build input, not peer or user data: failing to decode it is
+        // a broken build, caught by the unit test below.
+        #[allow(clippy::expect_used)]
+        let pool = DescriptorPool::decode(ENCODED).expect("vendored Envoy descriptor set decodes");
+        (pool, Instant::now())
+    });
+    *used = Instant::now();
+    pool.clone()
 }
 
 /// The descriptor of a message by full name (`envoy.config.cluster.v3.Cluster`).
 pub fn message(full_name: &str) -> Option<MessageDescriptor> {
-    POOL.get_message_by_name(full_name)
+    pool().get_message_by_name(full_name)
+}
+
+/// Drops the cached pool if nobody asked for it for `idle`; true if it was dropped. The memory
+/// is freed once the last descriptor handed out is dropped too; the next [`pool`] call decodes
+/// it again.
+pub fn release_if_unused_for(idle: Duration) -> bool {
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if cache
+        .as_ref()
+        .is_some_and(|(_, used)| used.elapsed() >= idle)
+    {
+        *cache = None;
+        return true;
+    }
+    false
 }
 
 #[cfg(test)]

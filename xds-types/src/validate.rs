@@ -17,7 +17,6 @@
 //! email/uri/uuid formats, timestamp `lt_now/gt_now/within`.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
 
 use prost::{Message, Name};
 use prost_reflect::{DynamicMessage, ExtensionDescriptor, FieldDescriptor, ReflectMessage, Value};
@@ -40,15 +39,18 @@ struct Extensions {
     ignored: Option<ExtensionDescriptor>,
 }
 
-static EXT: LazyLock<Extensions> = LazyLock::new(|| {
-    let pool = descriptors::pool();
-    Extensions {
-        field_rules: pool.get_extension_by_name("validate.rules"),
-        oneof_required: pool.get_extension_by_name("validate.required"),
-        disabled: pool.get_extension_by_name("validate.disabled"),
-        ignored: pool.get_extension_by_name("validate.ignored"),
+impl Extensions {
+    /// Looked up per validation (four hash lookups), not kept in a static: a static would pin
+    /// the descriptor pool in memory forever (see `descriptors::release_if_unused_for`).
+    fn of(pool: &prost_reflect::DescriptorPool) -> Self {
+        Extensions {
+            field_rules: pool.get_extension_by_name("validate.rules"),
+            oneof_required: pool.get_extension_by_name("validate.required"),
+            disabled: pool.get_extension_by_name("validate.disabled"),
+            ignored: pool.get_extension_by_name("validate.ignored"),
+        }
     }
-});
+}
 
 /// Deep `Any` nesting beyond this is refused rather than followed (a peer controls it).
 const MAX_DEPTH: usize = 64;
@@ -80,6 +82,7 @@ pub fn validate(msg: &DynamicMessage) -> Result<(), ValidationError> {
     Checker {
         path: Vec::new(),
         depth: 0,
+        ext: Extensions::of(msg.descriptor().parent_pool()),
     }
     .message(msg)
 }
@@ -87,6 +90,7 @@ pub fn validate(msg: &DynamicMessage) -> Result<(), ValidationError> {
 struct Checker {
     path: Vec<String>,
     depth: usize,
+    ext: Extensions,
 }
 
 fn bool_option(options: &DynamicMessage, ext: &Option<ExtensionDescriptor>) -> bool {
@@ -109,11 +113,11 @@ impl Checker {
             return self.any(msg);
         }
         let options = desc.options();
-        if bool_option(&options, &EXT.disabled) || bool_option(&options, &EXT.ignored) {
+        if bool_option(&options, &self.ext.disabled) || bool_option(&options, &self.ext.ignored) {
             return Ok(());
         }
         for oneof in desc.oneofs().filter(|o| !o.is_synthetic()) {
-            if bool_option(&oneof.options(), &EXT.oneof_required)
+            if bool_option(&oneof.options(), &self.ext.oneof_required)
                 && !oneof.fields().any(|f| msg.has_field(&f))
             {
                 self.path.push(format!(".{}", oneof.name()));
@@ -169,7 +173,7 @@ impl Checker {
         field: &FieldDescriptor,
     ) -> Result<(), ValidationError> {
         let present = msg.has_field(field);
-        let rules = EXT.field_rules.as_ref().and_then(|ext| {
+        let rules = self.ext.field_rules.as_ref().and_then(|ext| {
             let options = field.options();
             options
                 .has_extension(ext)
