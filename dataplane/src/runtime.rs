@@ -11,13 +11,13 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::config::cluster::Discovery;
-use crate::config::{Config, LoadAssignment};
+use crate::config::{Config, LoadAssignment, NameMap};
 use crate::upstream::UpstreamCluster;
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub config: Config,
-    pub clusters: HashMap<String, Arc<UpstreamCluster>>,
+    pub clusters: NameMap<Arc<UpstreamCluster>>,
 }
 
 /// The shared state of the process.

@@ -34,11 +34,14 @@ pub use error::{ConfigError, FieldError, FieldResult};
 pub use listener::Listener;
 pub use route::RouteTable;
 
+/// A map looked up by resource name on the request path (FxHash: names come from config).
+pub type NameMap<V> = HashMap<String, V, rustc_hash::FxBuildHasher>;
+
 /// The whole applied configuration: built to the side, then published with one swap.
 #[derive(Debug, Default, Clone)]
 pub struct Config {
     pub listeners: BTreeMap<String, Arc<Listener>>,
-    pub routes: HashMap<String, Arc<RouteTable>>,
+    pub routes: NameMap<Arc<RouteTable>>,
     pub clusters: HashMap<String, Arc<Cluster>>,
     pub endpoints: HashMap<String, Arc<LoadAssignment>>,
 }

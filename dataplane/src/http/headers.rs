@@ -19,6 +19,11 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 ];
 
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the (few) names costs less than hashing each
+    // hop-by-hop name for a remove.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -73,18 +78,25 @@ pub fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, hcm: &HttpManager) {
     }
 }
 
-/// A random UUID v4, as Envoy's default request id extension makes.
+/// A random UUID v4, as Envoy's default request id extension makes (written in place: this
+/// runs for every request).
 fn request_id() -> HeaderValue {
-    let b: [u8; 16] = rand::random();
-    let s = format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-        u16::from_be_bytes([b[4], b[5]]),
-        u16::from_be_bytes([b[6], b[7]]) & 0x0fff,
-        (u16::from_be_bytes([b[8], b[9]]) & 0x3fff) | 0x8000,
-        u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]]),
-    );
-    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("0"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let mut out = [0u8; 36];
+    let mut at = 0;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[at] = b'-';
+            at += 1;
+        }
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Applies the rules of each level, most specific first (route, virtual host, route
@@ -115,5 +127,23 @@ fn apply(headers: &mut HeaderMap, add: &[crate::config::route::HeaderAdd], remov
         } else {
             headers.insert(a.name.clone(), a.value.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        let a = super::request_id();
+        let s = a.to_str().expect("ascii");
+        assert_eq!(s.len(), 36);
+        let parts: Vec<&str> = s.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'), "{s}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{s}");
+        assert_ne!(a, super::request_id());
     }
 }

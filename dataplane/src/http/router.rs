@@ -186,18 +186,18 @@ async fn forward(
     fwd: &Forward,
 ) -> Result<Response<Body>, ProxyError> {
     let started = Instant::now();
-    let cluster_name = match &fwd.target {
-        ClusterTarget::Name(n) => n.clone(),
+    let cluster_name: &str = match &fwd.target {
+        ClusterTarget::Name(n) => n,
         ClusterTarget::Weighted(list) => weighted(list),
         ClusterTarget::Header(h) => match req.headers().get(h).and_then(|v| v.to_str().ok()) {
-            Some(v) => v.to_string(),
+            Some(v) => v,
             None => return Err(ProxyError::NoRoute),
         },
     };
     let cluster = snapshot
         .clusters
-        .get(&cluster_name)
-        .ok_or(ProxyError::NoCluster(cluster_name))?;
+        .get(cluster_name)
+        .ok_or_else(|| ProxyError::NoCluster(cluster_name.to_string()))?;
     let (mut parts, body) = req.into_parts();
     let upgrade = hcm.websocket && parts.headers.get(http::header::UPGRADE).is_some();
     // The downstream half of an upgrade; taken out of the extensions before they are cloned
@@ -224,7 +224,7 @@ async fn forward(
             downstream.local,
         )
     };
-    let path_and_query = rewritten_path(&parts, route, fwd);
+    let path_and_query = rewritten_path(&parts, route, fwd)?;
     if let Some(h) = &fwd.host_rewrite
         && let Ok(v) = HeaderValue::from_str(h)
     {
@@ -267,14 +267,19 @@ async fn forward(
             .pick(request_hash.hash, attempt)
             .ok_or(ProxyError::NoHealthyUpstream)?
             .clone();
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(host.addr.to_string())
-            .path_and_query(path_and_query.as_str())
-            .build()
-            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(host.authority.clone());
+        uri.path_and_query = Some(path_and_query.clone());
+        let uri = Uri::from_parts(uri).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        // The request head is cloned only when another try may need it.
+        let head = if attempt + 1 == attempts {
+            std::mem::replace(&mut parts, Request::new(()).into_parts().0)
+        } else {
+            parts.clone()
+        };
         let mut upstream = Request::from_parts(
-            parts.clone(),
+            head,
             match &buffered {
                 Some(b) => full(b.clone()),
                 None => body
@@ -284,7 +289,7 @@ async fn forward(
         );
         *upstream.uri_mut() = uri;
         if fwd.auto_host_rewrite
-            && let Ok(v) = HeaderValue::from_str(&host.addr.to_string())
+            && let Ok(v) = HeaderValue::from_str(host.authority.as_str())
         {
             upstream.headers_mut().insert(http::header::HOST, v);
         }
@@ -448,32 +453,40 @@ async fn backoff(retry: Option<&RetryPolicy>, attempt: u32) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
-fn weighted(list: &[(String, u32)]) -> String {
+fn weighted(list: &[(String, u32)]) -> &str {
     let total: u64 = list.iter().map(|(_, w)| u64::from(*w)).sum();
     let mut r = rand::rng().random_range(0..total.max(1));
     for (name, w) in list {
         if r < u64::from(*w) {
-            return name.clone();
+            return name;
         }
         r -= u64::from(*w);
     }
-    list.last().map(|(n, _)| n.clone()).unwrap_or_default()
+    list.last().map_or("", |(n, _)| n.as_str())
 }
 
 /// The path (and query) sent upstream, after prefix_rewrite / regex_rewrite.
-fn rewritten_path(parts: &http::request::Parts, route: &Route, fwd: &Forward) -> String {
+fn rewritten_path(
+    parts: &http::request::Parts,
+    route: &Route,
+    fwd: &Forward,
+) -> Result<http::uri::PathAndQuery, ProxyError> {
     let path = parts.uri.path();
-    let query = parts
-        .uri
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    let path = if let Some(prefix) = &fwd.prefix_rewrite {
+    let rewritten = if let Some(prefix) = &fwd.prefix_rewrite {
         prefix_rewrite(path, matched_len(route, path), prefix)
     } else if let Some((re, sub)) = &fwd.regex_rewrite {
         re.replace_all(path, sub.as_str()).into_owned()
     } else {
-        path.to_string()
+        // No rewrite: the request's own path and query, shared, not copied.
+        return Ok(parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
     };
-    format!("{path}{query}")
+    let full = match parts.uri.query() {
+        Some(q) => format!("{rewritten}?{q}"),
+        None => rewritten,
+    };
+    http::uri::PathAndQuery::try_from(full).map_err(|e| ProxyError::BadRequest(e.to_string()))
 }

@@ -12,6 +12,8 @@ use super::lb::Picker;
 #[derive(Debug)]
 pub struct HostState {
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, built once (every request to the host needs it).
+    pub authority: http::uri::Authority,
     /// EDS `endpoint.hostname` (what `use_hostname_for_hashing` hashes).
     pub hostname: String,
     pub weight: u32,
@@ -48,6 +50,12 @@ struct Priority {
     picker: Picker,
 }
 
+/// A socket address as a URI authority (`127.0.0.1:80`, `[::1]:80`): always valid.
+pub fn authority(addr: SocketAddr) -> http::uri::Authority {
+    http::uri::Authority::try_from(addr.to_string())
+        .unwrap_or_else(|_| http::uri::Authority::from_static("invalid"))
+}
+
 /// Envoy's default overprovisioning factor, in percent.
 const OVERPROVISIONING: usize = 140;
 
@@ -75,6 +83,7 @@ impl UpstreamCluster {
                     kept.cloned().unwrap_or_else(|| {
                         Arc::new(HostState {
                             addr: h.addr,
+                            authority: authority(h.addr),
                             hostname: h.hostname.clone(),
                             weight: h.weight,
                             healthy: h.healthy,
@@ -212,6 +221,7 @@ pub(crate) mod tests {
     pub(crate) fn host_with_active(active: u64) -> Arc<HostState> {
         Arc::new(HostState {
             addr: "127.0.0.1:1".parse().expect("an address"),
+            authority: authority("127.0.0.1:1".parse().expect("an address")),
             hostname: String::new(),
             weight: 1,
             healthy: true,

@@ -76,6 +76,9 @@ mod tests {
     fn host(weight: u32, active: u64) -> Arc<HostState> {
         Arc::new(HostState {
             addr: "127.0.0.1:1".parse().expect("an address"),
+            authority: crate::upstream::cluster::authority(
+                "127.0.0.1:1".parse().expect("an address"),
+            ),
             hostname: String::new(),
             weight,
             healthy: true,

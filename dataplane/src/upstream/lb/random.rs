@@ -29,6 +29,9 @@ mod tests {
         let host = |weight| {
             Arc::new(HostState {
                 addr: "127.0.0.1:1".parse().expect("an address"),
+                authority: crate::upstream::cluster::authority(
+                    "127.0.0.1:1".parse().expect("an address"),
+                ),
                 hostname: String::new(),
                 weight,
                 healthy: true,
