@@ -62,9 +62,10 @@ fn handle(path: &str, runtime: &Runtime, node_id: &str) -> Response<Full<Bytes>>
             )
         }
         "/clusters" => (StatusCode::OK, clusters(runtime), false),
+        "/stats" => (StatusCode::OK, stats(runtime), false),
         _ => (
             StatusCode::NOT_FOUND,
-            "not found: /ready /server_info /config_dump /clusters\n".to_string(),
+            "not found: /ready /server_info /config_dump /clusters /stats\n".to_string(),
             false,
         ),
     };
@@ -79,6 +80,25 @@ fn handle(path: &str, runtime: &Runtime, node_id: &str) -> Response<Full<Bytes>>
         r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
     r
+}
+
+/// The counters we keep, in Envoy's `/stats` text format (`name: value`); so far the
+/// clusters' `ssl.*` counters.
+fn stats(runtime: &Runtime) -> String {
+    let snapshot = runtime.load();
+    let mut lines: Vec<String> = snapshot
+        .config
+        .clusters
+        .values()
+        .filter_map(|c| {
+            c.tls
+                .as_ref()
+                .map(|t| t.stats.lines(&format!("cluster.{}", c.name)))
+        })
+        .flatten()
+        .collect();
+    lines.sort();
+    lines.into_iter().map(|l| l + "\n").collect()
 }
 
 /// Envoy's `/clusters` text: `cluster::host:port::stat::value`.

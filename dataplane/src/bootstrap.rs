@@ -109,8 +109,16 @@ pub fn translate(b: &XdsBootstrap) -> anyhow::Result<Bootstrap> {
     let xds_cluster = ads_cluster_name(b);
     let mut channel_tls = None;
     if let Some(s) = &b.static_resources {
-        only_fields(s, &["listeners", "clusters"])
+        only_fields(s, &["listeners", "clusters", "secrets"])
             .map_err(|e| field(e.within("static_resources")))?;
+        // Static secrets, named by `sds_secret_configs` without an `sds_config`.
+        for secret in &s.secrets {
+            let secret = crate::config::Secret::try_from(secret)
+                .map_err(|e| anyhow::anyhow!("static_resources: {e}"))?;
+            statics
+                .secrets
+                .insert(secret.name.clone(), Arc::new(secret));
+        }
         for c in &s.clusters {
             let is_xds = Some(c.name.as_str()) == xds_cluster;
             let cluster = match (&c.transport_socket, is_xds) {

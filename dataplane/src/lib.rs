@@ -13,5 +13,6 @@ pub mod listener;
 pub mod memory;
 pub mod runtime;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 pub mod xds;

@@ -8,18 +8,22 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use crate::config::listener::TcpProxy;
 use crate::runtime::Runtime;
 use crate::upstream::cluster::ActiveRequest;
 
-pub async fn serve_connection(downstream: TcpStream, proxy: TcpProxy, runtime: Arc<Runtime>) {
+/// Serves one downstream connection (plaintext or TLS-terminated) to its end.
+pub async fn serve_connection<S>(downstream: S, proxy: TcpProxy, runtime: Arc<Runtime>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let snapshot = runtime.load();
     let Some(cluster) = snapshot.clusters.get(&proxy.cluster).cloned() else {
         tracing::debug!(cluster = %proxy.cluster, "tcp_proxy: no such cluster, closing");
         return;
     };
-    drop(snapshot);
     let Some(host) = cluster.pick(None, 0).cloned() else {
         tracing::debug!(cluster = %proxy.cluster, "tcp_proxy: no healthy upstream, closing");
         return;
@@ -38,14 +42,57 @@ pub async fn serve_connection(downstream: TcpStream, proxy: TcpProxy, runtime: A
         }
     };
     let _ = upstream.set_nodelay(true);
-    let (dr, dw) = downstream.into_split();
-    let (ur, uw) = upstream.into_split();
+    let upstream = match &cluster.config.tls {
+        None => Upstream::Plain(upstream),
+        Some(tls) => {
+            let handshake = async {
+                let config = crate::tls::client::config(tls, &snapshot.config.secrets)
+                    .map_err(std::io::Error::other)?;
+                let name = crate::tls::client::server_name(tls, None, host.addr.ip());
+                crate::tls::client::connect(upstream, config, name, &tls.stats).await
+            };
+            match tokio::time::timeout(cluster.config.connect_timeout, handshake).await {
+                Ok(Ok(s)) => Upstream::Tls(Box::new(s)),
+                _ => {
+                    host.failures.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    };
+    drop(snapshot);
+    let (dr, dw) = tokio::io::split(downstream);
+    match upstream {
+        Upstream::Plain(s) => {
+            let (ur, uw) = s.into_split();
+            copy(dr, dw, ur, uw, proxy.idle_timeout).await
+        }
+        Upstream::Tls(s) => {
+            let (ur, uw) = tokio::io::split(*s);
+            copy(dr, dw, ur, uw, proxy.idle_timeout).await
+        }
+    }
+}
+
+enum Upstream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Both directions until both ended, or the idle timeout.
+async fn copy(
+    dr: impl AsyncRead + Unpin,
+    dw: impl AsyncWrite + Unpin,
+    ur: impl AsyncRead + Unpin,
+    uw: impl AsyncWrite + Unpin,
+    idle_timeout: Option<Duration>,
+) {
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
     let copy = async {
         let _ = tokio::join!(pipe(dr, uw, &last, start), pipe(ur, dw, &last, start));
     };
-    match proxy.idle_timeout {
+    match idle_timeout {
         None => copy.await,
         Some(idle) => {
             tokio::select! {

@@ -1,5 +1,7 @@
-//! Cluster -> [`Cluster`]: discovery type, connect timeout, load balancing, HTTP/2 upstreams.
+//! Cluster -> [`Cluster`]: discovery type, connect timeout, load balancing, HTTP/2 upstreams,
+//! TLS to the endpoints.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use xds_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;
@@ -11,6 +13,7 @@ use xds_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options
     UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
 };
 
+use super::tls::ClientTls;
 use super::{
     ConfigError, FieldError, FieldResult, LoadAssignment, duration, endpoint, only_fields, unpack,
     validate,
@@ -31,6 +34,8 @@ pub struct Cluster {
     /// Below this percent of healthy hosts a priority balances over all its hosts
     /// (`common_lb_config.healthy_panic_threshold`, 50 by default; 0 disables panic).
     pub healthy_panic_threshold: u32,
+    /// TLS to the endpoints (`transport_socket` envoy.transport_sockets.tls).
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +152,7 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             "typed_extension_protocol_options",
             "dns_refresh_rate",
             "dns_lookup_family",
+            "transport_socket",
             // Only changes statistics names (cluster.proto, alt_stat_name).
             "alt_stat_name",
         ],
@@ -203,6 +209,7 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
     };
     let lb = lb_kind(c)?;
     let mut http2 = false;
+    let (mut auto_sni, mut auto_san) = (false, false);
     for (key, any) in &c.typed_extension_protocol_options {
         let at = format!("typed_extension_protocol_options[{key}]");
         if key != HTTP_OPTIONS {
@@ -212,7 +219,17 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             ));
         }
         let options: HttpProtocolOptions = unpack(any).map_err(|e| e.within(&at))?;
-        only_fields(&options, &["explicit_http_config"]).map_err(|e| e.within(&at))?;
+        only_fields(
+            &options,
+            &["explicit_http_config", "upstream_http_protocol_options"],
+        )
+        .map_err(|e| e.within(&at))?;
+        if let Some(u) = &options.upstream_http_protocol_options {
+            only_fields(u, &["auto_sni", "auto_san_validation"])
+                .map_err(|e| e.within(&format!("{at}.upstream_http_protocol_options")))?;
+            auto_sni = u.auto_sni;
+            auto_san = u.auto_san_validation;
+        }
         if let Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) =
             &options.upstream_protocol_options
         {
@@ -222,6 +239,15 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             );
         }
     }
+    let tls = match &c.transport_socket {
+        Some(ts) => {
+            // auto_sni / auto_san_validation live in the protocol options but act on the
+            // TLS context; without TLS they change nothing, as in Envoy.
+            super::tls::upstream(ts, http2, (auto_sni, auto_san))
+                .map_err(|e| e.within("transport_socket"))?
+        }
+        None => None,
+    };
     Ok(Cluster {
         name: c.name.clone(),
         discovery,
@@ -236,6 +262,7 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             .as_ref()
             .and_then(|l| l.healthy_panic_threshold.as_ref())
             .map_or(50, |p| p.value.clamp(0.0, 100.0).round() as u32),
+        tls,
     })
 }
 

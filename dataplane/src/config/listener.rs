@@ -1,12 +1,14 @@
-//! Listener -> [`Listener`]: address, filter chains, and their network filter
-//! (http_connection_manager or tcp_proxy).
+//! Listener -> [`Listener`]: address, listener filters (tls_inspector), filter chains with
+//! their match (destination port, server names, transport and application protocols), TLS
+//! transport socket, and network filter (http_connection_manager or tcp_proxy).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use xds_types::pb::envoy::config::listener::v3::{
-    FilterChain as XdsFilterChain, Listener as XdsListener, filter,
+    FilterChain as XdsFilterChain, FilterChainMatch, Listener as XdsListener, ListenerFilter,
+    filter, listener_filter,
 };
 use xds_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager,
@@ -17,6 +19,7 @@ use xds_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy as XdsTcpProxy, tcp_proxy,
 };
 
+use super::tls::ServerTls;
 use super::{
     ConfigError, FieldError, FieldResult, RouteTable, ads_config_source, duration, only_fields,
     socket_addr, unpack, validate,
@@ -26,6 +29,10 @@ const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
+const TLS_INSPECTOR: &str = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
+const HTTP_INSPECTOR: &str = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+/// Envoy's default `listener_filters_timeout`.
+const LISTENER_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone)]
 pub struct Listener {
@@ -33,13 +40,36 @@ pub struct Listener {
     pub address: SocketAddr,
     pub chains: Vec<FilterChain>,
     pub default_chain: Option<FilterChain>,
+    /// The `envoy.filters.listener.tls_inspector` listener filter is configured: the
+    /// ClientHello's SNI and ALPN feed filter chain matching.
+    pub tls_inspector: bool,
+    /// `listener_filters_timeout` (default 15 s; `None`: disabled by 0). Bounds the listener
+    /// filters and the TLS handshake, so a client that stalls is closed.
+    pub filters_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
 pub struct FilterChain {
-    /// `filter_chain_match.destination_port`, when set.
-    pub destination_port: Option<u16>,
+    pub name: String,
+    pub matcher: ChainMatch,
+    /// TLS termination (`transport_socket` envoy.transport_sockets.tls).
+    pub tls: Option<Arc<ServerTls>>,
+    /// `transport_socket_connect_timeout`: bounds the TLS handshake (else the listener's
+    /// filters timeout does).
+    pub handshake_timeout: Option<Duration>,
     pub filter: NetworkFilter,
+}
+
+/// `filter_chain_match`, for the criteria we support (Envoy's order: destination port, then
+/// server name, then transport protocol, then application protocols).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainMatch {
+    pub destination_port: Option<u16>,
+    /// Lowercased; exact names or `*.` wildcards.
+    pub server_names: Vec<String>,
+    /// "tls" or "raw_buffer"; `None` matches any.
+    pub transport_protocol: Option<String>,
+    pub application_protocols: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,8 +126,6 @@ impl TryFrom<&XdsListener> for Listener {
 
 fn translate(l: &XdsListener) -> FieldResult<Listener> {
     validate(l)?;
-    // listener_filters: tls_inspector / http_inspector only feed filter chain matching on
-    // transport or application protocol, which we refuse below, so they change nothing.
     only_fields(
         l,
         &[
@@ -107,6 +135,7 @@ fn translate(l: &XdsListener) -> FieldResult<Listener> {
             "default_filter_chain",
             "stat_prefix",
             "listener_filters",
+            "listener_filters_timeout",
         ],
     )?;
     let address = socket_addr(l.address.as_ref()).map_err(|e| e.within("address"))?;
@@ -122,21 +151,165 @@ fn translate(l: &XdsListener) -> FieldResult<Listener> {
         .map(chain)
         .transpose()
         .map_err(|e| e.within("default_filter_chain"))?;
+    let uses_alpn = chains
+        .iter()
+        .any(|c| !c.matcher.application_protocols.is_empty());
+    let mut tls_inspector = false;
+    for (i, f) in l.listener_filters.iter().enumerate() {
+        let at = format!("listener_filters[{i}]");
+        match listener_filter_type(f).map_err(|e| e.within(&at))? {
+            TLS_INSPECTOR => tls_inspector = true,
+            // http_inspector only tells HTTP versions apart for application_protocols
+            // matching on plaintext connections, which we do not do.
+            HTTP_INSPECTOR if !uses_alpn => {}
+            other => {
+                return Err(FieldError::new(
+                    at,
+                    format!("listener filter {other} is not supported"),
+                ));
+            }
+        }
+    }
+    check_distinct(&chains)?;
+    let filters_timeout = match &l.listener_filters_timeout {
+        None => Some(LISTENER_FILTERS_TIMEOUT),
+        Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+    };
     Ok(Listener {
         name: l.name.clone(),
         address,
         chains,
         default_chain,
+        tls_inspector,
+        filters_timeout,
+    })
+}
+
+/// A listener filter's typed config name (or the config its well-known name stands for).
+fn listener_filter_type(f: &ListenerFilter) -> FieldResult<&'static str> {
+    only_fields(f, &["name", "typed_config"])?;
+    let ty = match &f.config_type {
+        Some(listener_filter::ConfigType::TypedConfig(any)) => {
+            xds_types::type_url::message_name(&any.type_url).to_string()
+        }
+        _ => match f.name.as_str() {
+            "envoy.filters.listener.tls_inspector" => TLS_INSPECTOR.to_string(),
+            "envoy.filters.listener.http_inspector" => HTTP_INSPECTOR.to_string(),
+            other => other.to_string(),
+        },
+    };
+    match ty.as_str() {
+        TLS_INSPECTOR => {
+            if let Some(listener_filter::ConfigType::TypedConfig(any)) = &f.config_type {
+                use xds_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+                let t: TlsInspector = unpack(any).map_err(|e| e.within("typed_config"))?;
+                only_fields(&t, &[]).map_err(|e| e.within("typed_config"))?;
+            }
+            Ok(TLS_INSPECTOR)
+        }
+        HTTP_INSPECTOR => Ok(HTTP_INSPECTOR),
+        _ => Err(FieldError::new(
+            "typed_config",
+            format!("listener filter \"{}\" ({ty}) is not supported", f.name),
+        )),
+    }
+}
+
+/// Envoy refuses a listener where two chains match the same connections ("multiple filter
+/// chains with the same matching rules are defined").
+fn check_distinct(chains: &[FilterChain]) -> FieldResult<()> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, c) in chains.iter().enumerate() {
+        let m = &c.matcher;
+        let names: Vec<&str> = if m.server_names.is_empty() {
+            vec![""]
+        } else {
+            m.server_names.iter().map(String::as_str).collect()
+        };
+        let protocols: Vec<&str> = if m.application_protocols.is_empty() {
+            vec![""]
+        } else {
+            m.application_protocols.iter().map(String::as_str).collect()
+        };
+        for name in &names {
+            for proto in &protocols {
+                let key = (
+                    m.destination_port,
+                    *name,
+                    m.transport_protocol.as_deref(),
+                    *proto,
+                );
+                if let Some(first) = seen.insert(key, i) {
+                    return Err(FieldError::new(
+                        format!("filter_chains[{i}].filter_chain_match"),
+                        format!(
+                            "multiple filter chains with the same matching rules are defined (filter_chains[{first}] matches the same connections)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn chain_match(m: &FilterChainMatch) -> FieldResult<ChainMatch> {
+    only_fields(
+        m,
+        &[
+            "destination_port",
+            "server_names",
+            "transport_protocol",
+            "application_protocols",
+        ],
+    )?;
+    let mut server_names = Vec::new();
+    for (i, n) in m.server_names.iter().enumerate() {
+        let n = n.to_ascii_lowercase();
+        let wildcard = n.strip_prefix("*.");
+        if n.is_empty() || wildcard.unwrap_or(&n).contains('*') {
+            return Err(FieldError::new(
+                format!("server_names[{i}]"),
+                format!("\"{n}\": partial wildcards are not supported (use \"*.example.com\")"),
+            ));
+        }
+        server_names.push(n);
+    }
+    let transport_protocol = match m.transport_protocol.as_str() {
+        "" => None,
+        "tls" | "raw_buffer" => Some(m.transport_protocol.clone()),
+        other => {
+            return Err(FieldError::new(
+                "transport_protocol",
+                format!("\"{other}\" is not supported (tls and raw_buffer are)"),
+            ));
+        }
+    };
+    Ok(ChainMatch {
+        destination_port: m.destination_port.as_ref().map(|p| p.value as u16),
+        server_names,
+        transport_protocol,
+        application_protocols: m.application_protocols.clone(),
     })
 }
 
 fn chain(c: &XdsFilterChain) -> FieldResult<FilterChain> {
-    only_fields(c, &["filter_chain_match", "filters", "name"])?;
-    let destination_port = match &c.filter_chain_match {
-        Some(m) => {
-            only_fields(m, &["destination_port"]).map_err(|e| e.within("filter_chain_match"))?;
-            m.destination_port.as_ref().map(|p| p.value as u16)
-        }
+    only_fields(
+        c,
+        &[
+            "filter_chain_match",
+            "filters",
+            "name",
+            "transport_socket",
+            "transport_socket_connect_timeout",
+        ],
+    )?;
+    let matcher = match &c.filter_chain_match {
+        Some(m) => chain_match(m).map_err(|e| e.within("filter_chain_match"))?,
+        None => ChainMatch::default(),
+    };
+    let tls = match &c.transport_socket {
+        Some(ts) => super::tls::downstream(ts).map_err(|e| e.within("transport_socket"))?,
         None => None,
     };
     let [f] = c.filters.as_slice() else {
@@ -164,7 +337,14 @@ fn chain(c: &XdsFilterChain) -> FieldResult<FilterChain> {
         }
     };
     Ok(FilterChain {
-        destination_port,
+        name: c.name.clone(),
+        matcher,
+        tls,
+        handshake_timeout: c
+            .transport_socket_connect_timeout
+            .as_ref()
+            .map(duration)
+            .filter(|d| !d.is_zero()),
         filter,
     })
 }

@@ -1,6 +1,7 @@
 //! Our own small, validated types, and the only place that reads Envoy protos.
 //!
-//! Each resource kind has its file (`listener.rs`, `route.rs`, `cluster.rs`, `endpoint.rs`)
+//! Each resource kind has its file (`listener.rs`, `route.rs`, `cluster.rs`, `endpoint.rs`,
+//! `secret.rs`; `tls.rs` for the TLS transport sockets of listeners and clusters)
 //! with a `TryFrom<XdsX>`. Everything after translation (listeners, the HTTP path, upstreams)
 //! works on these types: the hot path never unpacks an `Any` or compiles a regex.
 //!
@@ -17,6 +18,8 @@ pub mod hash_policy;
 pub mod listener;
 pub mod route;
 pub mod xds_tls;
+pub mod secret;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +36,7 @@ pub use endpoint::LoadAssignment;
 pub use error::{ConfigError, FieldError, FieldResult};
 pub use listener::Listener;
 pub use route::RouteTable;
+pub use secret::Secret;
 
 /// A map looked up by resource name on the request path (FxHash: names come from config).
 pub type NameMap<V> = HashMap<String, V, rustc_hash::FxBuildHasher>;
@@ -44,6 +48,8 @@ pub struct Config {
     pub routes: NameMap<Arc<RouteTable>>,
     pub clusters: HashMap<String, Arc<Cluster>>,
     pub endpoints: HashMap<String, Arc<LoadAssignment>>,
+    /// SDS secrets (and the bootstrap's static ones), by name.
+    pub secrets: HashMap<String, Arc<Secret>>,
 }
 
 /// Refuses `msg` if it sets a field not in `honoured` (proto field names).

@@ -1,10 +1,9 @@
 //! Header handling as Envoy does it: hop-by-hop headers stripped, x-forwarded-*, x-request-id,
 //! and the configured additions and removals.
 
-use std::net::SocketAddr;
-
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
+use super::Downstream;
 use crate::config::listener::HttpManager;
 use crate::config::route::HeaderRules;
 
@@ -49,7 +48,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// x-forwarded-for, x-forwarded-proto and x-request-id on a request going upstream.
-pub fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, hcm: &HttpManager) {
+pub fn forwarded(headers: &mut HeaderMap, conn: &Downstream, hcm: &HttpManager) {
+    let peer = conn.peer;
     if hcm.use_remote_address && !hcm.skip_xff_append {
         let ip = peer.ip().to_string();
         let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -71,7 +71,9 @@ pub fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, hcm: &HttpManager) {
         }
     }
     if hcm.use_remote_address || !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        // The scheme of the downstream connection: https when TLS was terminated.
+        let proto = if conn.tls.is_some() { "https" } else { "http" };
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     }
     if hcm.generate_request_id && !headers.contains_key("x-request-id") {
         headers.insert("x-request-id", request_id());

@@ -68,7 +68,7 @@ pub async fn handle(
             }
             r
         }
-        Action::Redirect(redirect) => redirect_reply(redirect, &parts, &host, route),
+        Action::Redirect(redirect) => redirect_reply(redirect, &parts, &host, route, &downstream),
         Action::Forward(fwd) => {
             let request = Request::from_parts(parts, body);
             match forward(
@@ -122,8 +122,10 @@ fn redirect_reply(
     parts: &http::request::Parts,
     host: &str,
     route: &Route,
+    conn: &Downstream,
 ) -> Response<Body> {
-    let scheme = r.scheme.clone().unwrap_or_else(|| "http".into());
+    let downstream_scheme = if conn.tls.is_some() { "https" } else { "http" };
+    let scheme = r.scheme.clone().unwrap_or_else(|| downstream_scheme.into());
     let (orig_host, orig_port) = match host.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => {
             (h.to_string(), Some(p.to_string()))
@@ -207,7 +209,7 @@ async fn forward(
         .remove::<hyper::upgrade::OnUpgrade>()
         .filter(|_| upgrade);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::forwarded(&mut parts.headers, downstream.peer, hcm);
+    headers::forwarded(&mut parts.headers, &downstream, hcm);
     headers::apply_request(
         &mut parts.headers,
         &[&route.headers, &vhost.headers, &table.headers],
@@ -259,7 +261,6 @@ async fn forward(
     let mut body = body.map(|b| b.map_err(Into::into).boxed());
     let retry = fwd.retry.as_ref().filter(|_| replayable);
     let attempts = retry.map_or(1, |r| r.num_retries + 1);
-    let client = pool::client(cluster.config.connect_timeout, cluster.config.http2);
     let deadline = fwd.timeout.map(|t| started + t);
     let mut last_err = ProxyError::NoHealthyUpstream;
     for attempt in 0..attempts {
@@ -293,6 +294,7 @@ async fn forward(
         {
             upstream.headers_mut().insert(http::header::HOST, v);
         }
+        let client = upstream_client(cluster, snapshot, upstream.headers(), host.addr.ip())?;
         if cluster.config.http2 {
             *upstream.version_mut() = http::Version::HTTP_2;
             upstream.headers_mut().remove(http::header::HOST);
@@ -372,6 +374,32 @@ async fn forward(
         }
     }
     Err(last_err)
+}
+
+/// The pooled client for a cluster's host: plaintext, or TLS with the cluster's current
+/// rustls config and the server name for this request (`sni`, or the Host with auto_sni).
+fn upstream_client(
+    cluster: &crate::upstream::UpstreamCluster,
+    snapshot: &Snapshot,
+    headers: &http::HeaderMap,
+    ip: std::net::IpAddr,
+) -> Result<pool::HttpClient, ProxyError> {
+    let c = &cluster.config;
+    let Some(tls) = &c.tls else {
+        return Ok(pool::client(c.connect_timeout, c.http2, None));
+    };
+    // No usable TLS config (its SDS secret has not arrived): no connection can be made.
+    let config = crate::tls::client::config(tls, &snapshot.config.secrets)
+        .map_err(|e| ProxyError::ConnectFailure(format!("TLS: {e}")))?;
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origination = crate::tls::client::Origination {
+        config,
+        name: crate::tls::client::server_name(tls, host, ip),
+        stats: tls.stats.clone(),
+    };
+    Ok(pool::client(c.connect_timeout, c.http2, Some(origination)))
 }
 
 /// Once the downstream connection has sent the 101 on and the upstream one received it,

@@ -5,6 +5,12 @@
 //! listener waits for its RDS), or after the initial fetch timeout. A changed or removed
 //! listener stops accepting; its open connections keep the chain they were accepted with and
 //! finish on their own (a bounded drain deadline is still to come).
+//!
+//! `accept.rs` takes one connection from the socket to its network filter (TLS inspector,
+//! filter chain, TLS termination); `chain.rs` is the filter chain match.
+
+pub mod accept;
+pub mod chain;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +21,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::config::Listener;
-use crate::config::listener::{FilterChain, NetworkFilter, RouteSource};
+use crate::config::listener::{NetworkFilter, RouteSource};
 use crate::runtime::{Runtime, Snapshot};
 
 struct Running {
@@ -102,18 +108,26 @@ fn warming_timeout(listener: &Listener) -> Option<Duration> {
     Some(longest)
 }
 
-/// Whether every route configuration the listener's chains name through RDS is there.
+/// Whether every route configuration the listener's chains name through RDS, and every SDS
+/// secret their TLS contexts name, is there (Envoy warms a listener until both arrive).
 pub fn warm(listener: &Listener, snapshot: &Snapshot) -> bool {
     listener
         .chains
         .iter()
         .chain(&listener.default_chain)
-        .all(|c| match &c.filter {
-            NetworkFilter::Http(h) => match &h.routes {
-                RouteSource::Rds(name) => snapshot.config.routes.contains_key(name),
-                RouteSource::Inline(_) => true,
-            },
-            NetworkFilter::Tcp(_) => true,
+        .all(|c| {
+            let routes = match &c.filter {
+                NetworkFilter::Http(h) => match &h.routes {
+                    RouteSource::Rds(name) => snapshot.config.routes.contains_key(name),
+                    RouteSource::Inline(_) => true,
+                },
+                NetworkFilter::Tcp(_) => true,
+            };
+            let secrets = c.tls.as_ref().is_none_or(|t| {
+                t.secret_names()
+                    .all(|(name, _)| snapshot.config.secrets.contains_key(name))
+            });
+            routes && secrets
         })
 }
 
@@ -134,25 +148,13 @@ async fn start(
                 _ = stopped.changed() => return,
             };
             let _ = stream.set_nodelay(true);
-            let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
-            let Some(chain) = select_chain(&listener, local_port) else {
-                continue; // no chain matches: Envoy closes the connection
-            };
-            let runtime = runtime.clone();
-            match &chain.filter {
-                NetworkFilter::Http(hcm) => {
-                    tokio::spawn(crate::http::serve_connection(
-                        stream,
-                        peer,
-                        hcm.clone(),
-                        runtime,
-                        stopped.clone(),
-                    ));
-                }
-                NetworkFilter::Tcp(proxy) => {
-                    tokio::spawn(crate::tcp::serve_connection(stream, proxy.clone(), runtime));
-                }
-            }
+            tokio::spawn(accept::serve(
+                stream,
+                peer,
+                listener.clone(),
+                runtime.clone(),
+                stopped.clone(),
+            ));
         }
     });
     Ok(stop)
@@ -169,20 +171,4 @@ async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
-}
-
-/// The filter chain for a connection: one whose destination_port matches, else one without a
-/// match, else the default chain (Envoy's filter chain match, for the criteria we support).
-pub fn select_chain(listener: &Listener, local_port: u16) -> Option<&FilterChain> {
-    listener
-        .chains
-        .iter()
-        .find(|c| c.destination_port == Some(local_port))
-        .or_else(|| {
-            listener
-                .chains
-                .iter()
-                .find(|c| c.destination_port.is_none())
-        })
-        .or(listener.default_chain.as_ref())
 }

@@ -29,6 +29,9 @@ use crate::runtime::Runtime;
 
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The types subscribed by name, following what listeners and clusters reference: EDS from
+/// clusters, RDS from connection managers, SDS from TLS contexts (`sds_config: { ads: {} }`).
+const DEPENDENT: [&str; 3] = [type_url::ENDPOINT, type_url::ROUTE, type_url::SECRET];
 
 pub struct XdsClient {
     pub node: Node,
@@ -114,13 +117,14 @@ impl XdsClient {
         match url {
             type_url::ENDPOINT => self.store.eds_names(),
             type_url::ROUTE => self.store.rds_names(),
+            type_url::SECRET => self.store.sds_names(),
             _ => BTreeSet::new(),
         }
     }
 
     /// Publishes the store's config and drops RDS/EDS resources no longer wanted.
     fn publish(&mut self) {
-        for url in [type_url::ENDPOINT, type_url::ROUTE] {
+        for url in DEPENDENT {
             let wanted = self.wanted(url);
             self.store.retain(url, &wanted);
         }
@@ -136,6 +140,10 @@ impl XdsClient {
                 .store
                 .rds_names()
                 .is_subset(&self.store.names(type_url::ROUTE))
+            && self
+                .store
+                .sds_names()
+                .is_subset(&self.store.names(type_url::SECRET))
         {
             self.runtime.set_ready();
         }
@@ -152,9 +160,10 @@ impl XdsClient {
             type_url::LISTENER,
             type_url::ENDPOINT,
             type_url::ROUTE,
+            type_url::SECRET,
         ] {
             let names = self.wanted(url);
-            if matches!(url, type_url::ENDPOINT | type_url::ROUTE) && names.is_empty() {
+            if DEPENDENT.contains(&url) && names.is_empty() {
                 continue;
             }
             self.subscribed.insert(url, names.clone());
@@ -215,7 +224,7 @@ impl XdsClient {
                 return Ok(received);
             }
             // Follow the names the listeners and clusters need now.
-            for dep in [type_url::ENDPOINT, type_url::ROUTE] {
+            for dep in DEPENDENT {
                 let wanted = self.wanted(dep);
                 if self.subscribed.get(dep) != Some(&wanted) {
                     self.subscribed.insert(dep, wanted.clone());
@@ -268,9 +277,10 @@ impl XdsClient {
             type_url::LISTENER,
             type_url::ENDPOINT,
             type_url::ROUTE,
+            type_url::SECRET,
         ] {
             let names = self.wanted(url);
-            if matches!(url, type_url::ENDPOINT | type_url::ROUTE) && names.is_empty() {
+            if DEPENDENT.contains(&url) && names.is_empty() {
                 continue;
             }
             self.subscribed.insert(url, names.clone());
@@ -326,7 +336,7 @@ impl XdsClient {
             if tx.send(ack).await.is_err() {
                 return Ok(received);
             }
-            for dep in [type_url::ENDPOINT, type_url::ROUTE] {
+            for dep in DEPENDENT {
                 let wanted = self.wanted(dep);
                 let had = self.subscribed.get(dep).cloned().unwrap_or_default();
                 if had != wanted {

@@ -12,11 +12,12 @@ use xds_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;
 use xds_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_types::pb::envoy::config::listener::v3::Listener as XdsListener;
 use xds_types::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret as XdsSecret;
 use xds_types::{Any, Resource, type_url};
 
 use crate::config::cluster::Discovery;
 use crate::config::listener::{NetworkFilter, RouteSource};
-use crate::config::{Cluster, Config, Listener, LoadAssignment, RouteTable};
+use crate::config::{Cluster, Config, Listener, LoadAssignment, RouteTable, Secret};
 
 /// One accepted resource.
 #[derive(Debug, Clone)]
@@ -32,6 +33,7 @@ pub enum Translated {
     Route(Arc<RouteTable>),
     Cluster(Arc<Cluster>),
     Endpoints(Arc<LoadAssignment>),
+    Secret(Arc<Secret>),
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +90,7 @@ pub fn known(url: &str) -> Option<&'static str> {
         type_url::ROUTE,
         type_url::CLUSTER,
         type_url::ENDPOINT,
+        type_url::SECRET,
     ]
     .into_iter()
     .find(|u| *u == url)
@@ -136,6 +139,13 @@ impl Store {
                 ClusterLoadAssignment::from_any(any)
                     .map_err(|e| e.to_string())
                     .and_then(|c| LoadAssignment::try_from(&c).map_err(|e| e.to_string()))?,
+            )),
+            // A secret that does not translate (a key that does not match its certificate)
+            // is NACKed and the previous version keeps serving new handshakes.
+            type_url::SECRET => Translated::Secret(Arc::new(
+                XdsSecret::from_any(any)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| Secret::try_from(&s).map_err(|e| e.to_string()))?,
             )),
             other => return Err(format!("unsupported type {other}")),
         };
@@ -188,6 +198,9 @@ impl Store {
                 Translated::Endpoints(e) => {
                     config.endpoints.insert(name.clone(), e.clone());
                 }
+                Translated::Secret(s) => {
+                    config.secrets.insert(name.clone(), s.clone());
+                }
             }
         }
         config
@@ -219,6 +232,33 @@ impl Store {
                 NetworkFilter::Tcp(_) => None,
             })
             .collect()
+    }
+
+    /// The SDS names the listeners' and clusters' TLS contexts ask for over ADS.
+    pub fn sds_names(&self) -> BTreeSet<String> {
+        let config = self.config();
+        let listeners = config
+            .listeners
+            .values()
+            .flat_map(|l| l.chains.iter().chain(&l.default_chain))
+            .filter_map(|c| c.tls.as_ref())
+            .flat_map(|t| {
+                t.secret_names()
+                    .filter(|(_, ads)| *ads)
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>()
+            });
+        let clusters = config
+            .clusters
+            .values()
+            .filter_map(|c| c.tls.as_ref())
+            .flat_map(|t| {
+                t.secret_names()
+                    .filter(|(_, ads)| *ads)
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>()
+            });
+        listeners.chain(clusters).collect()
     }
 
     /// Envoy's /config_dump layout for the accepted resources.
@@ -258,6 +298,8 @@ impl Store {
             { "@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump", "dynamic_endpoint_configs": entries(type_url::ENDPOINT, "endpoint_config") },
             { "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "static_listeners": statics(type_url::LISTENER, "listener"), "dynamic_listeners": listeners },
             { "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "dynamic_route_configs": entries(type_url::ROUTE, "route_config") },
+            // Secrets are shown by name and version only: Envoy redacts their material too.
+            { "@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump", "dynamic_active_secrets": self.types.get(type_url::SECRET).into_iter().flat_map(|m| m.iter()).map(|(name, a)| json!({ "name": name, "version_info": a.version })).collect::<Vec<_>>() },
         ]})
     }
 }

@@ -1,0 +1,473 @@
+//! `envoy.transport_sockets.tls` -> [`ServerTls`] (a listener's `DownstreamTlsContext`) and
+//! [`ClientTls`] (a cluster's `UpstreamTlsContext`).
+//!
+//! Inline and file material is parsed and checked here; certificates and validation contexts
+//! named through SDS are looked up in the config's secrets when the rustls config is built
+//! (`tls/`), once per secret version. Every context owns its session cache and ticket keys so
+//! a rebuild after an SDS rotation keeps resumption working.
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
+use xds_types::pb::envoy::config::core::v3::{
+    TransportSocket, config_source::ConfigSourceSpecifier, transport_socket,
+};
+use xds_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, TlsParameters, UpstreamTlsContext,
+    common_tls_context::ValidationContextType, tls_parameters::TlsProtocol,
+};
+
+use super::secret::{Validation, certified_key, validation};
+use super::{FieldError, FieldResult, only_fields, unpack};
+use crate::tls::{Built, TlsStats};
+
+const TLS: &str = "envoy.transport_sockets.tls";
+const RAW_BUFFER: &str = "envoy.transport_sockets.raw_buffer";
+const DOWNSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+const UPSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+/// Envoy's default `max_session_keys` for upstream contexts.
+const DEFAULT_MAX_SESSION_KEYS: usize = 1;
+/// Sessions a downstream context remembers for stateful resumption.
+const SESSION_CACHE_SIZE: usize = 4096;
+
+/// Where a certificate or a validation context comes from.
+#[derive(Debug, Clone)]
+pub enum Source<T> {
+    Inline(Arc<T>),
+    /// By SDS secret name. `ads`: requested over ADS (`sds_config: { ads: {} }`); otherwise a
+    /// static secret of the bootstrap.
+    Sds {
+        name: String,
+        ads: bool,
+    },
+}
+
+/// A listener filter chain's TLS termination.
+#[derive(Debug)]
+pub struct ServerTls {
+    pub certs: Vec<Source<CertifiedKey>>,
+    pub validation: Option<Source<Validation>>,
+    pub require_client_cert: bool,
+    pub alpn: Vec<Vec<u8>>,
+    pub params: TlsParams,
+    /// Stateful resumption (session ids / TLS 1.3 stateful tickets); `None` when disabled.
+    pub sessions: Option<Arc<dyn StoresServerSessions>>,
+    /// Stateless resumption (session tickets); `None` when disabled.
+    pub ticketer: Option<Arc<dyn ProducesTickets>>,
+    /// The rustls config, built once per set of secrets.
+    pub built: Built<ServerConfig>,
+}
+
+/// A cluster's TLS origination.
+#[derive(Debug)]
+pub struct ClientTls {
+    pub cert: Option<Source<CertifiedKey>>,
+    pub validation: Option<Source<Validation>>,
+    /// `sni`: the server name sent; none when empty.
+    pub sni: Option<String>,
+    /// SNI from the request's host (`auto_sni` / `auto_host_sni`).
+    pub auto_sni: bool,
+    /// Check the upstream certificate against the SNI sent (`auto_san_validation`).
+    pub auto_san_validation: bool,
+    pub alpn: Vec<Vec<u8>>,
+    pub params: TlsParams,
+    pub max_session_keys: usize,
+    pub stats: Arc<TlsStats>,
+    pub built: Built<ClientConfig>,
+}
+
+/// `tls_params`: protocol versions and the provider restricted to the configured suites.
+#[derive(Debug, Clone)]
+pub struct TlsParams {
+    pub versions: Vec<&'static SupportedProtocolVersion>,
+    pub provider: Arc<CryptoProvider>,
+}
+
+impl<T> Source<T> {
+    /// The SDS secret it names, and whether over ADS.
+    pub fn sds_name(&self) -> Option<(&str, bool)> {
+        match self {
+            Source::Sds { name, ads } => Some((name, *ads)),
+            Source::Inline(_) => None,
+        }
+    }
+}
+
+impl ServerTls {
+    /// The SDS names it needs: (name, over ADS).
+    pub fn secret_names(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.certs
+            .iter()
+            .filter_map(Source::sds_name)
+            .chain(self.validation.iter().filter_map(Source::sds_name))
+    }
+}
+
+impl ClientTls {
+    pub fn secret_names(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.cert
+            .iter()
+            .filter_map(Source::sds_name)
+            .chain(self.validation.iter().filter_map(Source::sds_name))
+    }
+}
+
+/// Which typed config a transport socket carries: `None` for raw_buffer (plaintext).
+fn tls_any(ts: &TransportSocket) -> FieldResult<Option<&xds_types::Any>> {
+    only_fields(ts, &["name", "typed_config"])?;
+    match &ts.config_type {
+        Some(transport_socket::ConfigType::TypedConfig(any)) => Ok(Some(any)),
+        None if ts.name == RAW_BUFFER => Ok(None),
+        None if ts.name == TLS => Err(FieldError::new("typed_config", "required")),
+        None => Err(FieldError::new(
+            "name",
+            format!(
+                "transport socket \"{}\" is not supported ({TLS} and {RAW_BUFFER} are)",
+                ts.name
+            ),
+        )),
+    }
+}
+
+/// A filter chain's `transport_socket`.
+pub fn downstream(ts: &TransportSocket) -> FieldResult<Option<Arc<ServerTls>>> {
+    let Some(any) = tls_any(ts)? else {
+        return Ok(None);
+    };
+    let name = xds_types::type_url::message_name(&any.type_url);
+    if name.ends_with("RawBuffer") {
+        return Ok(None);
+    }
+    if name != DOWNSTREAM {
+        return Err(FieldError::new(
+            "typed_config",
+            format!("{name} is not supported here ({DOWNSTREAM} is)"),
+        ));
+    }
+    let d: DownstreamTlsContext = unpack(any).map_err(|e| e.within("typed_config"))?;
+    server(&d)
+        .map(|s| Some(Arc::new(s)))
+        .map_err(|e| e.within("typed_config"))
+}
+
+fn server(d: &DownstreamTlsContext) -> FieldResult<ServerTls> {
+    only_fields(
+        d,
+        &[
+            "common_tls_context",
+            "require_client_certificate",
+            "disable_stateless_session_resumption",
+            "disable_stateful_session_resumption",
+        ],
+    )?;
+    let common = d.common_tls_context.clone().unwrap_or_default();
+    let parts = common_parts(&common).map_err(|e| e.within("common_tls_context"))?;
+    if parts.certs.is_empty() {
+        return Err(FieldError::new(
+            "common_tls_context",
+            "a server context needs tls_certificates or tls_certificate_sds_secret_configs",
+        ));
+    }
+    let require_client_cert = d
+        .require_client_certificate
+        .as_ref()
+        .is_some_and(|b| b.value);
+    if require_client_cert && parts.validation.is_none() {
+        return Err(FieldError::new(
+            "require_client_certificate",
+            "needs a validation_context with trusted_ca to check client certificates against",
+        ));
+    }
+    use xds_types::pb::envoy::extensions::transport_sockets::tls::v3::downstream_tls_context::SessionTicketKeysType;
+    let stateless = !matches!(
+        d.session_ticket_keys_type,
+        Some(SessionTicketKeysType::DisableStatelessSessionResumption(
+            true
+        ))
+    );
+    let ticketer =
+        if stateless {
+            // Envoy generates random ticket keys when none are configured; rustls's ticketer does
+            // the same and rotates them (every 6 hours).
+            Some(rustls::crypto::ring::Ticketer::new().map_err(|e| {
+                FieldError::new("", format!("cannot create session ticket keys: {e}"))
+            })?)
+        } else {
+            None
+        };
+    let sessions: Option<Arc<dyn StoresServerSessions>> = (!d.disable_stateful_session_resumption)
+        .then(|| ServerSessionMemoryCache::new(SESSION_CACHE_SIZE) as _);
+    Ok(ServerTls {
+        certs: parts.certs,
+        validation: parts.validation,
+        require_client_cert,
+        alpn: parts.alpn,
+        params: parts.params,
+        sessions,
+        ticketer,
+        built: Built::default(),
+    })
+}
+
+/// A cluster's `transport_socket`. `http2`: the cluster speaks HTTP/2, so ALPN offers `h2`
+/// unless `alpn_protocols` says otherwise (Envoy does the same).
+/// `auto`: the cluster's `auto_sni` and `auto_san_validation` (upstream_http_protocol_options).
+pub fn upstream(
+    ts: &TransportSocket,
+    http2: bool,
+    auto: (bool, bool),
+) -> FieldResult<Option<Arc<ClientTls>>> {
+    let Some(any) = tls_any(ts)? else {
+        return Ok(None);
+    };
+    let name = xds_types::type_url::message_name(&any.type_url);
+    if name.ends_with("RawBuffer") {
+        return Ok(None);
+    }
+    if name != UPSTREAM {
+        return Err(FieldError::new(
+            "typed_config",
+            format!("{name} is not supported here ({UPSTREAM} is)"),
+        ));
+    }
+    let u: UpstreamTlsContext = unpack(any).map_err(|e| e.within("typed_config"))?;
+    client(&u, http2, auto)
+        .map(|c| Some(Arc::new(c)))
+        .map_err(|e| e.within("typed_config"))
+}
+
+fn client(u: &UpstreamTlsContext, http2: bool, auto: (bool, bool)) -> FieldResult<ClientTls> {
+    only_fields(
+        u,
+        &[
+            "common_tls_context",
+            "sni",
+            "auto_host_sni",
+            "auto_sni_san_validation",
+            "max_session_keys",
+        ],
+    )?;
+    let common = u.common_tls_context.clone().unwrap_or_default();
+    let mut parts = common_parts(&common).map_err(|e| e.within("common_tls_context"))?;
+    if parts.certs.len() > 1 {
+        return Err(FieldError::new(
+            "common_tls_context.tls_certificates",
+            "a client context takes one certificate",
+        ));
+    }
+    if parts.alpn.is_empty() && http2 {
+        parts.alpn = vec![b"h2".to_vec()];
+    }
+    Ok(ClientTls {
+        cert: parts.certs.pop(),
+        validation: parts.validation,
+        sni: Some(u.sni.clone()).filter(|s| !s.is_empty()),
+        auto_sni: u.auto_host_sni || auto.0,
+        auto_san_validation: u.auto_sni_san_validation || auto.1,
+        alpn: parts.alpn,
+        params: parts.params,
+        max_session_keys: u
+            .max_session_keys
+            .as_ref()
+            .map_or(DEFAULT_MAX_SESSION_KEYS, |n| n.value as usize),
+        stats: Arc::default(),
+        built: Built::default(),
+    })
+}
+
+struct CommonParts {
+    certs: Vec<Source<CertifiedKey>>,
+    validation: Option<Source<Validation>>,
+    alpn: Vec<Vec<u8>>,
+    params: TlsParams,
+}
+
+fn common_parts(c: &CommonTlsContext) -> FieldResult<CommonParts> {
+    only_fields(
+        c,
+        &[
+            "tls_params",
+            "tls_certificates",
+            "tls_certificate_sds_secret_configs",
+            "alpn_protocols",
+            "validation_context",
+            "validation_context_sds_secret_config",
+        ],
+    )?;
+    let mut certs = Vec::new();
+    for (i, t) in c.tls_certificates.iter().enumerate() {
+        let key = certified_key(t).map_err(|e| e.within(&format!("tls_certificates[{i}]")))?;
+        certs.push(Source::Inline(key));
+    }
+    for (i, s) in c.tls_certificate_sds_secret_configs.iter().enumerate() {
+        let (name, ads) =
+            sds(s).map_err(|e| e.within(&format!("tls_certificate_sds_secret_configs[{i}]")))?;
+        certs.push(Source::Sds { name, ads });
+    }
+    let validation = match &c.validation_context_type {
+        None => None,
+        Some(ValidationContextType::ValidationContext(v)) => Some(Source::Inline(Arc::new(
+            validation(v).map_err(|e| e.within("validation_context"))?,
+        ))),
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(s)) => {
+            let (name, ads) =
+                sds(s).map_err(|e| e.within("validation_context_sds_secret_config"))?;
+            Some(Source::Sds { name, ads })
+        }
+        Some(_) => {
+            return Err(FieldError::new(
+                "validation_context_type",
+                "only validation_context and validation_context_sds_secret_config are supported",
+            ));
+        }
+    };
+    let alpn = c
+        .alpn_protocols
+        .iter()
+        .map(|p| p.as_bytes().to_vec())
+        .collect();
+    let params = match &c.tls_params {
+        Some(p) => tls_params(p).map_err(|e| e.within("tls_params"))?,
+        None => tls_params(&TlsParameters::default())?,
+    };
+    Ok(CommonParts {
+        certs,
+        validation,
+        alpn,
+        params,
+    })
+}
+
+/// An `SdsSecretConfig`: the name, and whether it comes over ADS.
+fn sds(s: &SdsSecretConfig) -> FieldResult<(String, bool)> {
+    only_fields(s, &["name", "sds_config"])?;
+    if s.name.is_empty() {
+        return Err(FieldError::new("name", "required"));
+    }
+    let ads = match &s.sds_config {
+        None => false,
+        Some(source) => match &source.config_source_specifier {
+            Some(ConfigSourceSpecifier::Ads(_)) => true,
+            _ => {
+                return Err(FieldError::new(
+                    "sds_config",
+                    "only ads is supported (secrets come over the ADS stream)",
+                ));
+            }
+        },
+    };
+    Ok((s.name.clone(), ads))
+}
+
+/// Envoy's OpenSSL-style names of the TLS 1.2 suites rustls implements. TLS 1.3 suites are
+/// not configurable in Envoy either (`cipher_suites` only applies to TLS 1.2 and below).
+fn tls12_suite(name: &str) -> Option<SupportedCipherSuite> {
+    use rustls::crypto::ring::cipher_suite as cs;
+    Some(match name {
+        "ECDHE-ECDSA-AES128-GCM-SHA256" => cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        "ECDHE-ECDSA-AES256-GCM-SHA384" => cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        "ECDHE-ECDSA-CHACHA20-POLY1305" => cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        "ECDHE-RSA-AES128-GCM-SHA256" => cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        "ECDHE-RSA-AES256-GCM-SHA384" => cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        "ECDHE-RSA-CHACHA20-POLY1305" => cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        _ => return None,
+    })
+}
+
+/// `tls_minimum_protocol_version`, `tls_maximum_protocol_version`, `cipher_suites` (Envoy's
+/// names; `[a|b]` equal-preference groups are taken in order) and `ecdh_curves`. A suite or
+/// curve rustls does not have is refused by name rather than dropped: a config asking for it
+/// expects clients that need it to connect.
+fn tls_params(p: &TlsParameters) -> FieldResult<TlsParams> {
+    only_fields(
+        p,
+        &[
+            "tls_minimum_protocol_version",
+            "tls_maximum_protocol_version",
+            "cipher_suites",
+            "ecdh_curves",
+        ],
+    )?;
+    let version = |field: &str, v: i32, default: u8| -> FieldResult<u8> {
+        match TlsProtocol::try_from(v) {
+            Ok(TlsProtocol::TlsAuto) => Ok(default),
+            Ok(TlsProtocol::TlSv12) => Ok(2),
+            Ok(TlsProtocol::TlSv13) => Ok(3),
+            _ => Err(FieldError::new(
+                field,
+                "only TLSv1_2 and TLSv1_3 are supported (rustls has no TLS 1.0/1.1)",
+            )),
+        }
+    };
+    let min = version(
+        "tls_minimum_protocol_version",
+        p.tls_minimum_protocol_version,
+        2,
+    )?;
+    let max = version(
+        "tls_maximum_protocol_version",
+        p.tls_maximum_protocol_version,
+        3,
+    )?;
+    if min > max {
+        return Err(FieldError::new(
+            "tls_minimum_protocol_version",
+            "is above tls_maximum_protocol_version",
+        ));
+    }
+    let versions = [(2, &rustls::version::TLS12), (3, &rustls::version::TLS13)]
+        .into_iter()
+        .filter(|(v, _)| (min..=max).contains(v))
+        .map(|(_, v)| v)
+        .collect();
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !p.cipher_suites.is_empty() {
+        let mut suites: Vec<SupportedCipherSuite> = provider
+            .cipher_suites
+            .iter()
+            .filter(|s| s.tls13().is_some())
+            .copied()
+            .collect();
+        for (i, entry) in p.cipher_suites.iter().enumerate() {
+            let group = entry.trim_start_matches('[').trim_end_matches(']');
+            for name in group.split('|') {
+                let suite = tls12_suite(name.trim()).ok_or_else(|| {
+                    FieldError::new(
+                        format!("cipher_suites[{i}]"),
+                        format!("\"{name}\" is not a cipher suite this proxy implements"),
+                    )
+                })?;
+                if !suites.contains(&suite) {
+                    suites.push(suite);
+                }
+            }
+        }
+        provider.cipher_suites = suites;
+    }
+    if !p.ecdh_curves.is_empty() {
+        use rustls::crypto::ring::kx_group;
+        let mut groups = Vec::new();
+        for (i, name) in p.ecdh_curves.iter().enumerate() {
+            let group: &'static dyn rustls::crypto::SupportedKxGroup = match name.as_str() {
+                "X25519" => kx_group::X25519,
+                "P-256" => kx_group::SECP256R1,
+                "P-384" => kx_group::SECP384R1,
+                other => {
+                    return Err(FieldError::new(
+                        format!("ecdh_curves[{i}]"),
+                        format!("\"{other}\" is not supported (X25519, P-256, P-384 are)"),
+                    ));
+                }
+            };
+            groups.push(group);
+        }
+        provider.kx_groups = groups;
+    }
+    Ok(TlsParams {
+        versions,
+        provider: Arc::new(provider),
+    })
+}

@@ -1,0 +1,129 @@
+//! One accepted connection, from the socket to its network filter: the TLS inspector (when
+//! configured) reads the ClientHello, the filter chain is chosen, TLS is terminated when the
+//! chain has a TLS transport socket, and the HTTP connection manager or tcp_proxy serves it.
+//!
+//! `listener_filters_timeout` (Envoy's default 15 s) bounds the inspection and, unless the
+//! chain sets `transport_socket_connect_timeout`, the TLS handshake too: a client that stalls
+//! mid-handshake is closed instead of holding a connection forever.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::debug;
+
+use super::chain::{self, Hints};
+use crate::config::Listener;
+use crate::config::listener::{FilterChain, NetworkFilter};
+use crate::http::Downstream;
+use crate::runtime::Runtime;
+use crate::tls::inspector::{self, Hello};
+use crate::tls::rewind::Rewind;
+
+/// Serves one accepted connection to its end.
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+    runtime: Arc<Runtime>,
+    drain: watch::Receiver<bool>,
+) {
+    let local = stream.local_addr().unwrap_or(peer);
+    let local_port = local.port();
+    let deadline = listener.filters_timeout.map(|t| Instant::now() + t);
+    let (hello, prefix) = if listener.tls_inspector {
+        match within(deadline, inspector::inspect(&mut stream)).await {
+            Some(Ok(inspected)) => inspected,
+            Some(Err(e)) => {
+                debug!(%peer, listener = %listener.name, error = %e, "tls_inspector: closing");
+                return;
+            }
+            None => {
+                debug!(%peer, listener = %listener.name, "listener_filters_timeout: closing");
+                return;
+            }
+        }
+    } else {
+        (Hello::Plaintext, Vec::new())
+    };
+    let hints = match &hello {
+        Hello::Tls { sni, alpn } => Hints {
+            local_port,
+            sni: sni.as_deref(),
+            tls: true,
+            alpn,
+        },
+        Hello::Plaintext => Hints {
+            local_port,
+            sni: None,
+            tls: false,
+            alpn: &[],
+        },
+    };
+    let Some(chain) = chain::select(&listener, &hints) else {
+        debug!(%peer, listener = %listener.name, sni = ?hints.sni, "no filter chain matches: closing");
+        return;
+    };
+    let io = Rewind::new(prefix, stream);
+    let Some(tls) = &chain.tls else {
+        let conn = Downstream {
+            peer,
+            local,
+            tls: None,
+        };
+        return dispatch(io, conn, chain, runtime, drain).await;
+    };
+    let config = match crate::tls::server::config(tls, &runtime.load().config.secrets) {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(%peer, listener = %listener.name, chain = %chain.name, error = %e, "no TLS config: closing");
+            return;
+        }
+    };
+    let limit = chain
+        .handshake_timeout
+        .map(|t| Instant::now() + t)
+        .or(deadline);
+    match within(limit, crate::tls::server::accept(io, config)).await {
+        Some(Ok((tls, info))) => {
+            let conn = Downstream {
+                peer,
+                local,
+                tls: Some(Arc::new(info)),
+            };
+            dispatch(tls, conn, chain, runtime, drain).await
+        }
+        Some(Err(e)) => {
+            debug!(%peer, listener = %listener.name, error = %e, "TLS handshake failed")
+        }
+        None => debug!(%peer, listener = %listener.name, "TLS handshake timed out: closing"),
+    }
+}
+
+/// Runs `f` until `deadline` (none: no limit); `None` when the deadline passed.
+async fn within<T>(deadline: Option<Instant>, f: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
+async fn dispatch<S>(
+    io: S,
+    conn: Downstream,
+    chain: &FilterChain,
+    runtime: Arc<Runtime>,
+    drain: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match &chain.filter {
+        NetworkFilter::Http(hcm) => {
+            crate::http::serve_connection(io, conn, hcm.clone(), runtime, drain).await
+        }
+        NetworkFilter::Tcp(proxy) => crate::tcp::serve_connection(io, proxy.clone(), runtime).await,
+    }
+}

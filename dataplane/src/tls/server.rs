@@ -1,0 +1,198 @@
+//! TLS termination: a filter chain's [`ServerTls`] as a rustls `ServerConfig` (built once per
+//! set of secrets), the certificate choice among several, and the handshake.
+
+use std::sync::Arc;
+
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier,
+};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SignatureAlgorithm};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::server::TlsStream;
+
+use super::der::{San, subject_alt_names};
+use super::verify::ClientSans;
+use super::{Secrets, TlsInfo, certificate, validation};
+use crate::config::tls::ServerTls;
+
+/// The rustls config for the chain with the current secrets.
+pub fn config(tls: &ServerTls, secrets: &Secrets) -> Result<Arc<ServerConfig>, String> {
+    let mut deps = Vec::new();
+    let certs = tls
+        .certs
+        .iter()
+        .map(|c| certificate(c, secrets, &mut deps))
+        .collect::<Result<Vec<_>, _>>()?;
+    let validation = tls
+        .validation
+        .as_ref()
+        .map(|v| validation(v, secrets, &mut deps))
+        .transpose()?;
+    tls.built.get(deps, || build(tls, certs, validation))
+}
+
+fn build(
+    tls: &ServerTls,
+    certs: Vec<Arc<CertifiedKey>>,
+    validation: Option<Arc<crate::config::secret::Validation>>,
+) -> Result<ServerConfig, String> {
+    let provider = tls.params.provider.clone();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&tls.params.versions)
+        .map_err(|e| format!("tls_params: {e}"))?;
+    let builder = match validation {
+        None => builder.with_no_client_auth(),
+        Some(v) => {
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(v.roots.clone(), provider.clone());
+            if !tls.require_client_cert {
+                // Envoy asks for a certificate and checks one when given, but lets a client
+                // without one in unless require_client_certificate is set.
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier
+                .build()
+                .map_err(|e| format!("validation_context: {e}"))?;
+            if v.sans.is_empty() {
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                builder.with_client_cert_verifier(Arc::new(ClientSans {
+                    inner: verifier,
+                    sans: v.sans.clone(),
+                }))
+            }
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(Resolver::new(certs)));
+    config.alpn_protocols = tls.alpn.clone();
+    config.session_storage = match &tls.sessions {
+        Some(s) => s.clone(),
+        None => Arc::new(NoServerSessionStorage {}),
+    };
+    if let Some(t) = &tls.ticketer {
+        config.ticketer = t.clone();
+    }
+    if tls.sessions.is_none() && tls.ticketer.is_none() {
+        config.send_tls13_tickets = 0;
+    }
+    Ok(config)
+}
+
+/// Picks the certificate for a handshake among the chain's. Envoy's order: a certificate
+/// whose SANs match the SNI first, then by the client's capabilities: the first ECDSA
+/// certificate for a client that can verify ECDSA, else the first RSA one.
+#[derive(Debug)]
+struct Resolver {
+    certs: Vec<(Arc<CertifiedKey>, Vec<String>)>,
+}
+
+impl Resolver {
+    fn new(certs: Vec<Arc<CertifiedKey>>) -> Self {
+        let certs = certs
+            .into_iter()
+            .map(|c| {
+                let names = c
+                    .cert
+                    .first()
+                    .map(|leaf| subject_alt_names(leaf))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|s| match s {
+                        San::Dns(d) => Some(d.to_ascii_lowercase()),
+                        _ => None,
+                    })
+                    .collect();
+                (c, names)
+            })
+            .collect();
+        Resolver { certs }
+    }
+}
+
+/// Whether a certificate name (`*.example.com` covers one label) covers `sni`.
+fn name_matches(name: &str, sni: &str) -> bool {
+    match name.strip_prefix("*.") {
+        Some(suffix) => sni
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+        None => name == sni,
+    }
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        let sni = hello.server_name().map(str::to_ascii_lowercase);
+        let by_name: Vec<&(Arc<CertifiedKey>, Vec<String>)> = match &sni {
+            Some(sni) => self
+                .certs
+                .iter()
+                .filter(|(_, names)| names.iter().any(|n| name_matches(n, sni)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let candidates: Vec<&Arc<CertifiedKey>> = if by_name.is_empty() {
+            self.certs.iter().map(|(c, _)| c).collect()
+        } else {
+            by_name.into_iter().map(|(c, _)| c).collect()
+        };
+        let usable = |c: &&&Arc<CertifiedKey>| c.key.choose_scheme(schemes).is_some();
+        candidates
+            .iter()
+            .filter(usable)
+            .find(|c| c.key.algorithm() == SignatureAlgorithm::ECDSA)
+            .or_else(|| candidates.iter().find(usable))
+            .map(|c| (*c).clone())
+    }
+}
+
+/// The handshake; on success, what the connection tells about itself.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    config: Arc<ServerConfig>,
+) -> std::io::Result<(TlsStream<S>, TlsInfo)> {
+    let tls = tokio_rustls::TlsAcceptor::from(config)
+        .accept(stream)
+        .await?;
+    let info = {
+        let (_, conn) = tls.get_ref();
+        let sans = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|leaf| subject_alt_names(leaf))
+            .unwrap_or_default();
+        TlsInfo {
+            sni: conn.server_name().map(str::to_string),
+            alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+            peer_uri_sans: sans
+                .iter()
+                .filter_map(|s| match s {
+                    San::Uri(u) => Some(u.clone()),
+                    _ => None,
+                })
+                .collect(),
+            peer_dns_sans: sans
+                .iter()
+                .filter_map(|s| match s {
+                    San::Dns(d) => Some(d.clone()),
+                    _ => None,
+                })
+                .collect(),
+        }
+    };
+    Ok((tls, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_matches;
+
+    #[test]
+    fn wildcard_names_cover_one_label() {
+        assert!(name_matches("a.example.com", "a.example.com"));
+        assert!(name_matches("*.example.com", "b.example.com"));
+        assert!(!name_matches("*.example.com", "example.com"));
+        assert!(!name_matches("*.example.com", "x.b.example.com"));
+    }
+}

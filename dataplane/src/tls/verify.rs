@@ -1,0 +1,175 @@
+//! Peer certificate checks Envoy makes and rustls's stock verifiers do not: SAN matchers
+//! (`match_typed_subject_alt_names`, any one matching is enough) on client and server
+//! certificates, and upstream chains checked against the trusted CA without a hostname check
+//! (Envoy only checks names when SAN matchers or `auto_san_validation` ask for it).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
+
+use super::TlsStats;
+use super::der::{San, subject_alt_names};
+use crate::config::secret::{SanKind, SanMatcher, Validation};
+
+/// Whether the certificate has a SAN that one of `matchers` accepts.
+pub fn sans_match(cert: &CertificateDer<'_>, matchers: &[SanMatcher]) -> bool {
+    let sans = subject_alt_names(cert);
+    matchers.iter().any(|m| {
+        sans.iter().any(|san| match (m.kind, san) {
+            (SanKind::Dns, San::Dns(v))
+            | (SanKind::Uri, San::Uri(v))
+            | (SanKind::Email, San::Email(v)) => m.matcher.matches(v),
+            (SanKind::Ip, San::Ip(ip)) => m.matcher.matches(&ip.to_string()),
+            _ => false,
+        })
+    })
+}
+
+/// A client-certificate verifier that also applies SAN matchers.
+#[derive(Debug)]
+pub struct ClientSans {
+    pub inner: Arc<dyn ClientCertVerifier>,
+    pub sans: Vec<SanMatcher>,
+}
+
+impl ClientCertVerifier for ClientSans {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if !sans_match(end_entity, &self.sans) {
+            return Err(Error::InvalidCertificate(CertificateError::NotValidForName));
+        }
+        Ok(verified)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The upstream certificate check, as Envoy's: without a validation context anything is
+/// accepted (Envoy's default for clusters); with one the chain must reach a trusted CA and,
+/// when matchers are given, a SAN must match; `check_name` (auto_san_validation) also asks
+/// for the SNI sent. Failures are counted in the cluster's `ssl.fail_verify_*`.
+#[derive(Debug)]
+pub struct Upstream {
+    pub validation: Option<Arc<Validation>>,
+    pub check_name: bool,
+    pub provider: Arc<CryptoProvider>,
+    pub stats: Arc<TlsStats>,
+}
+
+impl Upstream {
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        let parsed = ParsedCertificate::try_from(end_entity)?;
+        if let Some(v) = &self.validation {
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &parsed,
+                &v.roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )
+            .inspect_err(|_| {
+                self.stats.fail_verify_error.fetch_add(1, Ordering::Relaxed);
+            })?;
+            if !v.sans.is_empty() && !sans_match(end_entity, &v.sans) {
+                self.stats.fail_verify_san.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::InvalidCertificate(CertificateError::NotValidForName));
+            }
+        }
+        if self.check_name {
+            rustls::client::verify_server_name(&parsed, server_name).inspect_err(|_| {
+                self.stats.fail_verify_san.fetch_add(1, Ordering::Relaxed);
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl ServerCertVerifier for Upstream {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        self.check(end_entity, intermediates, server_name, now)?;
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
