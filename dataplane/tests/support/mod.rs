@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+pub mod tls;
+pub mod tls_yaml;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
