@@ -4,20 +4,18 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use anyhow::Context;
+
 use xds_types::pb::envoy::config::core::v3::Node;
 
 use dataplane::bootstrap::Ads;
 use dataplane::runtime::Runtime;
 use dataplane::xds::client::XdsClient;
 use dataplane::xds::store::Store;
-use support::{DEADLINE, backend, free_port, get, send};
+use support::xds::{controlplane, controlplane_on, eventually};
+use support::{backend, free_port, get, send};
 
 const CLUSTERS: &str = r#"resources:
 - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
@@ -68,71 +66,6 @@ const MORE_CLUSTERS: &str = r#"resources:
   connect_timeout: 1s
   load_assignment: { cluster_name: other }
 "#;
-
-/// The controlplane binary (built by tests/run.sh next to this test's executable).
-fn controlplane_bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("target dir")?
-        .join("controlplane");
-    if !path.exists() {
-        bail!(
-            "{} is missing: run tests/run.sh (or cargo build -p controlplane) first",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
-/// Starts `controlplane serve` on the directory; returns the child (killed on drop), the xDS
-/// address and the admin address from its first stdout line.
-async fn controlplane(dir: &Path) -> anyhow::Result<(tokio::process::Child, String, String)> {
-    controlplane_on(dir, "127.0.0.1:0").await
-}
-
-async fn controlplane_on(
-    dir: &Path,
-    listen: &str,
-) -> anyhow::Result<(tokio::process::Child, String, String)> {
-    let mut child = tokio::process::Command::new(controlplane_bin()?)
-        .args(["serve", "--config"])
-        .arg(dir)
-        .args(["--listen", listen, "--admin", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().context("controlplane stdout")?;
-    let mut line = String::new();
-    tokio::time::timeout(DEADLINE, BufReader::new(stdout).read_line(&mut line)).await??;
-    let field = |key: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .map(str::to_string)
-    };
-    match (field("xds="), field("admin=")) {
-        (Some(xds), Some(admin)) => Ok((child, xds, admin)),
-        _ => bail!("controlplane printed {line:?}"),
-    }
-}
-
-/// Polls `check` until it gives `Some`, or fails naming `what`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    while start.elapsed() < DEADLINE {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("{what}: not within {DEADLINE:?}")
-}
 
 /// The `last_nack.error_detail` the controlplane recorded for our node's clusters.
 async fn cds_nack(admin: &str, node: &str) -> Option<String> {

@@ -6,6 +6,7 @@
 pub mod pki;
 pub mod tls;
 pub mod tls_yaml;
+pub mod xds;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

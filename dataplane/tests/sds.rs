@@ -1,0 +1,156 @@
+//! Certificates through SDS from our controlplane: the listener's certificate comes as a
+//! Secret over ADS; a new version is used by new handshakes while a long-lived connection
+//! made with the old one stays up; a Secret whose key does not match its certificate is
+//! NACKed with the reason and the last good certificate keeps serving.
+
+mod support;
+
+use std::sync::Arc;
+
+use xds_types::pb::envoy::config::core::v3::Node;
+
+use dataplane::bootstrap::Ads;
+use dataplane::runtime::Runtime;
+use dataplane::xds::client::XdsClient;
+use dataplane::xds::store::Store;
+use support::free_port;
+use support::pki::{Ca, Leaf, yaml};
+use support::tls::{Client, Session, install_provider, presented};
+use support::xds::{controlplane, eventually, last_nack};
+
+fn listener(port: u16) -> String {
+    format!(
+        r#""@type": type.googleapis.com/envoy.config.listener.v3.Listener
+name: tls
+address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+filter_chains:
+- transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+      common_tls_context:
+        tls_certificate_sds_secret_configs:
+        - name: server-cert
+          sds_config: {{ ads: {{}}, resource_api_version: V3 }}
+  filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: tls
+      route_config:
+        virtual_hosts:
+        - name: all
+          domains: ["*"]
+          routes: [ {{ match: {{ prefix: "/" }}, direct_response: {{ status: 200, body: {{ inline_string: hello }} }} }} ]
+      http_filters:
+      - name: envoy.filters.http.router
+        typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"#
+    )
+}
+
+fn secret(cert: &str, key: &str) -> String {
+    format!(
+        r#""@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+name: server-cert
+tls_certificate:
+  certificate_chain: {{ inline_string: {} }}
+  private_key: {{ inline_string: {} }}
+"#,
+        yaml(cert),
+        yaml(key)
+    )
+}
+
+/// A fresh connection presents `leaf` and serves.
+async fn serves_with(port: u16, client: &Client, leaf: &Leaf) -> Option<()> {
+    let stream = client.connect(port).await.ok()?;
+    if !presented(&stream, leaf) {
+        return None;
+    }
+    let resp = Session::start(stream)
+        .await
+        .ok()?
+        .get("sds.example", "/")
+        .await
+        .ok()?;
+    (resp.body().as_ref() == b"hello").then_some(())
+}
+
+async fn rotation(delta: bool) -> anyhow::Result<()> {
+    install_provider();
+    let ca = Ca::new("sds ca");
+    let first = ca.leaf("first", &["sds.example"], &[], false);
+    let second = ca.leaf("second", &["sds.example"], &[], false);
+    let stranger = ca.leaf("stranger", &["sds.example"], &[], false);
+    let dir = tempfile::tempdir()?;
+    let port = free_port().await?;
+    std::fs::write(dir.path().join("listener.yaml"), listener(port))?;
+    std::fs::write(
+        dir.path().join("secret.yaml"),
+        secret(&first.cert, &first.key),
+    )?;
+    let (_cp, xds, admin) = controlplane(dir.path()).await?;
+
+    let node_id = if delta { "sds-delta" } else { "sds-sotw" };
+    let node = Node {
+        id: node_id.into(),
+        ..Default::default()
+    };
+    let runtime = Arc::new(Runtime::default());
+    tokio::spawn(dataplane::listener::run(runtime.clone()));
+    let ads = Ads {
+        delta,
+        server: xds.parse()?,
+    };
+    tokio::spawn(XdsClient::new(node, ads, runtime.clone(), Store::default()).run());
+
+    let client = Client::new(&ca.pem, "sds.example");
+    eventually("the listener serves with the first certificate", || {
+        serves_with(port, &client, &first)
+    })
+    .await?;
+    // A long-lived connection made with the first certificate.
+    let mut long = Session::start(client.connect(port).await?).await?;
+    assert_eq!(long.get("sds.example", "/").await?.status(), 200);
+
+    std::fs::write(
+        dir.path().join("secret.yaml"),
+        secret(&second.cert, &second.key),
+    )?;
+    eventually("new handshakes get the second certificate", || {
+        serves_with(port, &client, &second)
+    })
+    .await?;
+    let resp = long.get("sds.example", "/again").await?;
+    assert_eq!(resp.status(), 200, "the old connection stays up");
+
+    // A key that does not belong to the certificate: NACKed, the second one keeps serving.
+    std::fs::write(
+        dir.path().join("secret.yaml"),
+        secret(&second.cert, &stranger.key),
+    )?;
+    let nack = eventually("the NACK reaches the controlplane", || {
+        last_nack(&admin, node_id, xds_types::type_url::SECRET)
+    })
+    .await?;
+    assert!(
+        nack.contains("secret \"server-cert\"")
+            && nack.contains("tls_certificate.private_key")
+            && nack.contains("does not match"),
+        "{nack}"
+    );
+    assert!(serves_with(port, &client, &second).await.is_some());
+    assert_eq!(long.get("sds.example", "/still").await?.status(), 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sotw_rotation_keeps_connections_and_nacks_a_bad_key() -> anyhow::Result<()> {
+    rotation(false).await
+}
+
+#[tokio::test]
+async fn delta_rotation_keeps_connections_and_nacks_a_bad_key() -> anyhow::Result<()> {
+    rotation(true).await
+}
