@@ -102,6 +102,7 @@ async fn rotation(delta: bool) -> anyhow::Result<()> {
     let ads = Ads {
         delta,
         server: xds.parse()?,
+        tls: None,
     };
     tokio::spawn(XdsClient::new(node, ads, runtime.clone(), Store::default()).run());
 

@@ -285,6 +285,34 @@ impl Envoy {
     }
 }
 
+impl Envoy {
+    /// Real Envoy from a static bootstrap (no xDS); ready once its admin address is written.
+    pub async fn start_static(bootstrap: &str, name: &str, work: &Path) -> Self {
+        let path = work.join(format!("{name}.yaml"));
+        std::fs::write(&path, bootstrap).unwrap();
+        let admin_path = work.join(format!("{name}.admin"));
+        let mut cmd = Command::new("envoy");
+        cmd.arg("-c")
+            .arg(&path)
+            .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "info"])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .stdout(Stdio::null());
+        let process = Process::spawn(name, &mut cmd, work.join(format!("{name}.log")));
+        let admin = eventually("Envoy's admin address file", || {
+            let path = admin_path.clone();
+            async move {
+                std::fs::read_to_string(&path)
+                    .ok()
+                    .filter(|s| s.contains(':'))
+                    .map(|s| s.trim().to_string())
+            }
+        })
+        .await;
+        Envoy { process, admin }
+    }
+}
+
 /// Our dataplane, from an Envoy bootstrap.
 pub struct Dataplane {
     pub process: Process,

@@ -39,7 +39,8 @@ fn key(pem: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
 /// How a test client connects.
 #[derive(Clone, Default)]
 pub struct Client {
-    /// The CA the server's certificate must chain to (PEM).
+    /// The CA the server's certificate must chain to (PEM); empty: accept any certificate
+    /// (to see which one a server presents for a name it does not cover).
     pub ca: String,
     pub sni: Option<String>,
     pub alpn: Vec<&'static str>,
@@ -72,13 +73,20 @@ impl Client {
                 mapping: Box::leak(mapping.into_boxed_slice()),
             };
         }
-        let mut roots = RootCertStore::empty();
-        for c in certs(&self.ca) {
-            roots.add(c)?;
-        }
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
+        let provider = Arc::new(provider);
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let builder = if self.ca.is_empty() {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        } else {
+            let mut roots = RootCertStore::empty();
+            for c in certs(&self.ca) {
+                roots.add(c)?;
+            }
+            builder.with_root_certificates(roots)
+        };
         let mut config = match &self.cert {
             Some(leaf) => builder.with_client_auth_cert(certs(&leaf.cert), key(&leaf.key)?)?,
             None => builder.with_no_client_auth(),
@@ -100,6 +108,52 @@ impl Client {
         Ok(tokio::time::timeout(DEADLINE, tls.connect(name, tcp))
             .await
             .context("TLS handshake timed out")??)
+    }
+}
+
+/// Accepts any server certificate (signatures are still checked).
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

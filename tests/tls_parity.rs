@@ -1,0 +1,183 @@
+//! The same TLS listener given to real Envoy 1.40 and to our dataplane (static bootstraps,
+//! identical but for the port), and the same TLS clients sent to both: for each SNI, whether
+//! the handshake succeeds, which certificate is presented and which chain answers must agree
+//! (issue 7: SNI for two names and a wildcard, an unknown name with and without a chain that
+//! has no server names, no SNI at all, plaintext on the same port).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+#[path = "../dataplane/tests/support/pki.rs"]
+mod pki;
+#[path = "../dataplane/tests/support/tls.rs"]
+mod tls;
+#[path = "../dataplane/tests/support/tls_yaml.rs"]
+mod tls_yaml;
+
+use pki::{Ca, Leaf};
+use support::{DEADLINE, Dataplane, Envoy, eventually, free_port, http};
+use tls::{Client, Session, install_provider, presented};
+use tls_yaml::{bootstrap, chain, downstream, hcm, listener};
+
+struct Certs {
+    a: Leaf,
+    b: Leaf,
+    wild: Leaf,
+    fallback: Leaf,
+}
+
+/// Two names, a wildcard; with `catch_all` a TLS chain without server names and a plaintext
+/// chain too.
+fn config(c: &Certs, port: u16, catch_all: bool) -> String {
+    let tls = |leaf: &Leaf| downstream(&[leaf], "", "");
+    let mut chains = vec![
+        chain(
+            "a",
+            &["a.example.com"],
+            "",
+            Some(&tls(&c.a)),
+            &hcm("chain-a", ""),
+        ),
+        chain(
+            "b",
+            &["b.example.com"],
+            "",
+            Some(&tls(&c.b)),
+            &hcm("chain-b", ""),
+        ),
+        chain(
+            "wild",
+            &["*.wild.example"],
+            "",
+            Some(&tls(&c.wild)),
+            &hcm("chain-wild", ""),
+        ),
+    ];
+    if catch_all {
+        chains.push(chain(
+            "any",
+            &[],
+            "tls",
+            Some(&tls(&c.fallback)),
+            &hcm("chain-any", ""),
+        ));
+        chains.push(chain(
+            "plain",
+            &[],
+            "raw_buffer",
+            None,
+            &hcm("chain-plain", ""),
+        ));
+    }
+    bootstrap(&[listener("sni", port, &chains, "")], &[])
+}
+
+/// What one client saw: the certificate presented and the chain's answer, or a failed
+/// handshake.
+async fn outcome(port: u16, sni: Option<&str>, c: &Certs) -> String {
+    // Accept any certificate: the point is which one is presented.
+    let client = Client {
+        sni: sni.map(str::to_string),
+        ..Default::default()
+    };
+    let Ok(stream) = client.connect(port).await else {
+        return "handshake failed".into();
+    };
+    let cert = [
+        ("a", &c.a),
+        ("b", &c.b),
+        ("wild", &c.wild),
+        ("fallback", &c.fallback),
+    ]
+    .into_iter()
+    .find(|(_, leaf)| presented(&stream, leaf))
+    .map_or("unknown", |(n, _)| n);
+    let answer = match Session::start(stream).await {
+        Ok(mut s) => match s.get(sni.unwrap_or("127.0.0.1"), "/").await {
+            Ok(r) => String::from_utf8_lossy(r.body()).into_owned(),
+            Err(_) => "request failed".into(),
+        },
+        Err(_) => "closed".into(),
+    };
+    format!("cert {cert}, {answer}")
+}
+
+/// Waits until something accepts on the port.
+async fn listening(port: u16) {
+    eventually(&format!("a listener on {port}"), || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+    })
+    .await;
+}
+
+async fn compare(catch_all: bool) {
+    install_provider();
+    let ca = Ca::new("parity ca");
+    let c = Certs {
+        a: ca.leaf("a", &["a.example.com"], &[], false),
+        b: ca.leaf("b", &["b.example.com"], &[], false),
+        wild: ca.leaf("wild", &["*.wild.example"], &[], false),
+        fallback: ca.leaf("fallback", &["fallback.example"], &[], false),
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (envoy_port, our_port) = (free_port(), free_port());
+    let _envoy =
+        Envoy::start_static(&config(&c, envoy_port, catch_all), "envoy-tls", work.path()).await;
+    let _ours = Dataplane::start(
+        &config(&c, our_port, catch_all),
+        "dataplane-tls",
+        work.path(),
+    );
+    listening(envoy_port).await;
+    listening(our_port).await;
+
+    let cases = [
+        Some("a.example.com"),
+        Some("b.example.com"),
+        Some("x.wild.example"),
+        Some("deep.x.wild.example"),
+        Some("A.Example.COM"),
+        Some("unknown.org"),
+        Some("wild.example"),
+        None,
+    ];
+    let mut differ = Vec::new();
+    for sni in cases {
+        let envoy = outcome(envoy_port, sni, &c).await;
+        let ours = outcome(our_port, sni, &c).await;
+        if envoy != ours {
+            differ.push(format!("SNI {sni:?}: envoy {envoy:?}, ours {ours:?}"));
+        }
+    }
+    if catch_all {
+        let plain = |port: u16| async move {
+            http::get(&format!("127.0.0.1:{port}"), "/", &[])
+                .await
+                .map(|r| (r.status, r.text()))
+        };
+        let (envoy, ours) = (plain(envoy_port).await, plain(our_port).await);
+        assert_eq!(envoy.as_ref().map(|r| r.1.as_str()), Some("chain-plain"));
+        if envoy != ours {
+            differ.push(format!("plaintext: envoy {envoy:?}, ours {ours:?}"));
+        }
+    }
+    // The cases test what they say: Envoy picks each chain.
+    assert_eq!(
+        outcome(envoy_port, Some("x.wild.example"), &c).await,
+        "cert wild, chain-wild"
+    );
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+#[tokio::test]
+async fn sni_chains_agree_with_envoy_with_a_catch_all_chain() {
+    compare(true).await;
+}
+
+#[tokio::test]
+async fn sni_chains_agree_with_envoy_without_a_catch_all_chain() {
+    compare(false).await;
+}
