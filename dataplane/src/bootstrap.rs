@@ -144,6 +144,14 @@ pub fn translate(b: &XdsBootstrap) -> anyhow::Result<Bootstrap> {
                 _ => Cluster::try_from(c),
             };
             let cluster = cluster.map_err(|e| anyhow::anyhow!("static_resources: {e}"))?;
+            let names = cluster.tls.iter().flat_map(|t| t.secret_names());
+            crate::xds::store::check_static_secrets(
+                "cluster",
+                &cluster.name,
+                names,
+                &statics.secrets,
+            )
+            .map_err(|e| anyhow::anyhow!("static_resources: {e}"))?;
             statics
                 .clusters
                 .insert(cluster.name.clone(), Arc::new(cluster));
@@ -154,6 +162,13 @@ pub fn translate(b: &XdsBootstrap) -> anyhow::Result<Bootstrap> {
             crate::xds::store::check_inline_clusters(&listener, |c| {
                 statics.clusters.contains_key(c)
             })
+            .map_err(|e| anyhow::anyhow!("static_resources: {e}"))?;
+            crate::xds::store::check_static_secrets(
+                "listener",
+                &listener.name,
+                crate::xds::store::listener_secrets(&listener),
+                &statics.secrets,
+            )
             .map_err(|e| anyhow::anyhow!("static_resources: {e}"))?;
             statics
                 .listeners

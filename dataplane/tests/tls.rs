@@ -434,3 +434,182 @@ fn bad_tls_config_is_refused_naming_the_field() {
     );
     assert!(refused(&partial).contains("partial wildcards"));
 }
+
+/// A second connection resumes the first one's session (tickets or the stateful cache);
+/// with both disabled it cannot.
+#[tokio::test]
+async fn session_resumption_on_by_default_off_when_disabled() -> anyhow::Result<()> {
+    let ca = Ca::new("ca");
+    let leaf = ca.leaf("r", &["resume.example"], &[], false);
+    let (on, off) = (free_port().await?, free_port().await?);
+    let disabled =
+        ", disable_stateless_session_resumption: true, disable_stateful_session_resumption: true";
+    let listeners = [
+        listener(
+            "on",
+            on,
+            &[chain(
+                "c",
+                &[],
+                "",
+                Some(&downstream(&[&leaf], "", "")),
+                &hcm("r", ""),
+            )],
+            "",
+        ),
+        listener(
+            "off",
+            off,
+            &[chain(
+                "c",
+                &[],
+                "",
+                Some(&downstream(&[&leaf], "", disabled)),
+                &hcm("r", ""),
+            )],
+            "",
+        ),
+    ];
+    start(&bootstrap(&listeners, &[]), on).await?;
+    wait_listening(([127, 0, 0, 1], off).into()).await?;
+    let client = Client::new(&ca.pem, "resume.example");
+    for (port, resumed) in [(on, true), (off, false)] {
+        let config = client.shared()?;
+        for round in 0..2 {
+            let stream = client.connect_with(port, config.clone()).await?;
+            let kind = stream.get_ref().1.handshake_kind();
+            // Tickets arrive after the handshake: a request makes the client read them.
+            Session::start(stream)
+                .await?
+                .get("resume.example", "/")
+                .await?;
+            let want = if round == 1 && resumed {
+                rustls::HandshakeKind::Resumed
+            } else {
+                rustls::HandshakeKind::Full
+            };
+            assert_eq!(kind, Some(want), "port {port} round {round}");
+        }
+    }
+    Ok(())
+}
+
+/// Headers the route adds from the connection: the client certificate's URI SAN, the SNI;
+/// x-forwarded-proto is https.
+#[tokio::test]
+async fn peer_identity_in_request_headers_and_forwarded_proto_https() -> anyhow::Result<()> {
+    let web = support::backend("web").await?;
+    let ca = Ca::new("ca");
+    let server = ca.leaf("s", &["id.example"], &[], false);
+    let client_leaf = ca.leaf("c", &[], &["spiffe://test/client"], false);
+    let port = free_port().await?;
+    let common = format!(
+        ", validation_context: {{ trusted_ca: {{ inline_string: {} }} }}",
+        support::pki::yaml(&ca.pem)
+    );
+    let route = r#"{ name: envoy.filters.network.http_connection_manager, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, route_config: { virtual_hosts: [ { name: v, domains: ["*"], routes: [ { match: { prefix: "/" }, route: { cluster: web } } ], request_headers_to_add: [ { header: { key: x-custom, value: "%DOWNSTREAM_PEER_URI_SAN%" } } ], response_headers_to_add: [ { header: { key: x-sni, value: "sni=%REQUESTED_SERVER_NAME%" } } ] } ] }, http_filters: [ { name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } } ] } }"#;
+    let l = listener(
+        "id",
+        port,
+        &[chain(
+            "c",
+            &[],
+            "",
+            Some(&downstream(&[&server], &common, "")),
+            route,
+        )],
+        "",
+    );
+    start(&bootstrap(&[l], &[cluster("web", web.port(), "")]), port).await?;
+
+    let mut client = Client::new(&ca.pem, "id.example");
+    client.cert = Some(client_leaf);
+    let resp = Session::start(client.connect(port).await?)
+        .await?
+        .get("id.example", "/")
+        .await?;
+    assert_eq!(resp.headers()["x-seen-x-custom"], "spiffe://test/client");
+    assert_eq!(resp.headers()["x-seen-x-forwarded-proto"], "https");
+    assert_eq!(resp.headers()["x-sni"], "sni=id.example");
+    // Without a client certificate (not required here) the header is not added at all.
+    client.cert = None;
+    let resp = Session::start(client.connect(port).await?)
+        .await?
+        .get("id.example", "/")
+        .await?;
+    assert!(resp.headers().get("x-seen-x-custom").is_none());
+    Ok(())
+}
+
+/// `auto_sni` sends the request's host as SNI; `auto_san_validation` checks the upstream
+/// certificate against it.
+#[tokio::test]
+async fn auto_sni_and_auto_san_validation() -> anyhow::Result<()> {
+    install_provider();
+    let ca = Ca::new("ca");
+    let leaf = ca.leaf("b", &["auto.test"], &[], false);
+    let (addr, seen) = backend(&leaf, None).await?;
+    let tls = format!(
+        r#", typed_extension_protocol_options: {{ envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {{ "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {{ http_protocol_options: {{}} }}, upstream_http_protocol_options: {{ auto_sni: true, auto_san_validation: true }} }} }}, transport_socket: {{ name: envoy.transport_sockets.tls, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, common_tls_context: {{ validation_context: {{ trusted_ca: {{ inline_string: {} }} }} }} }} }}"#,
+        support::pki::yaml(&ca.pem)
+    );
+    let port = free_port().await?;
+    let l = listener(
+        "auto",
+        port,
+        &[chain("c", &[], "", None, &hcm("", "up"))],
+        "",
+    );
+    start(&bootstrap(&[l], &[cluster("up", addr.port(), &tls)]), port).await?;
+    let req = |host: &str| -> anyhow::Result<http::Request<http_body_util::Full<bytes::Bytes>>> {
+        Ok(http::Request::get(format!("http://127.0.0.1:{port}/"))
+            .header("host", host)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))?)
+    };
+    let resp = send(req("auto.test")?).await?;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        seen.lock()
+            .map(|s| s.sni.clone())
+            .unwrap_or_default()
+            .as_deref(),
+        Some("auto.test")
+    );
+    let resp = send(req("other.test")?).await?;
+    assert_eq!(resp.status(), 503, "the certificate is not for other.test");
+    Ok(())
+}
+
+#[tokio::test]
+async fn static_secrets_from_the_bootstrap() -> anyhow::Result<()> {
+    let ca = Ca::new("ca");
+    let leaf = ca.leaf("s", &["static.example"], &[], false);
+    let port = free_port().await?;
+    let tls = r#"{ name: envoy.transport_sockets.tls, typed_config: { "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext, common_tls_context: { tls_certificate_sds_secret_configs: [ { name: NAME } ] } } }"#;
+    let secret = format!(
+        "  secrets: [ {{ name: server, tls_certificate: {} }} ]\n",
+        support::tls_yaml::cert(&leaf)
+    );
+    let with = |name: &str| {
+        let l = listener(
+            "s",
+            port,
+            &[chain(
+                "c",
+                &[],
+                "",
+                Some(&tls.replace("NAME", name)),
+                &hcm("static", ""),
+            )],
+            "",
+        );
+        bootstrap(&[l], &[]) + &secret
+    };
+    let err = refused(&with("nope"));
+    assert!(err.contains("unknown static secret \"nope\""), "{err}");
+    start(&with("server"), port).await?;
+    let (body, served) = ask(port, &Client::new(&ca.pem, "static.example"), &leaf).await?;
+    assert_eq!(body, "static");
+    assert!(served);
+    Ok(())
+}

@@ -14,6 +14,7 @@
 pub mod cluster;
 pub mod endpoint;
 pub mod error;
+pub mod format;
 pub mod hash_policy;
 pub mod listener;
 pub mod route;

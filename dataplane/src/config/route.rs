@@ -46,6 +46,9 @@ pub struct HeaderRules {
 pub struct HeaderAdd {
     pub name: http::HeaderName,
     pub value: http::HeaderValue,
+    /// The value's command operators (`%DOWNSTREAM_PEER_URI_SAN%`...), when it has any:
+    /// then it is rendered per request and `value` is unused.
+    pub format: Option<Vec<super::format::Piece>>,
     /// Append to existing values (true) or overwrite them.
     pub append: bool,
     /// Only add when the header is absent (ADD_IF_ABSENT).
@@ -675,6 +678,11 @@ fn header_adds(list: &[HeaderValueOption], field: &str) -> FieldResult<Vec<Heade
             };
             let value = http::HeaderValue::from_bytes(&raw)
                 .map_err(|_| FieldError::new(format!("{at}.header.value"), "not a header value"))?;
+            let format = if h.raw_value.is_empty() {
+                super::format::parse(&h.value).map_err(|e| e.within(&at))?
+            } else {
+                None
+            };
             // append_action wins over the deprecated append (default APPEND_IF_EXISTS_OR_ADD).
             let (append, if_absent) = match o.append.as_ref().map(|a| a.value) {
                 Some(false) => (false, false),
@@ -699,6 +707,7 @@ fn header_adds(list: &[HeaderValueOption], field: &str) -> FieldResult<Vec<Heade
             Ok(HeaderAdd {
                 name,
                 value,
+                format,
                 append,
                 if_absent,
             })

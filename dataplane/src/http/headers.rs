@@ -4,6 +4,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::Downstream;
+use crate::config::format::{Operator, Piece};
 use crate::config::listener::HttpManager;
 use crate::config::route::HeaderRules;
 
@@ -103,33 +104,75 @@ fn request_id() -> HeaderValue {
 
 /// Applies the rules of each level, most specific first (route, virtual host, route
 /// configuration): Envoy's order, so the route configuration's values win on overwrite.
-pub fn apply_request(headers: &mut HeaderMap, levels: &[&HeaderRules]) {
+pub fn apply_request(headers: &mut HeaderMap, levels: &[&HeaderRules], conn: &Downstream) {
     for rules in levels {
-        apply(headers, &rules.request_add, &rules.request_remove);
+        apply(headers, &rules.request_add, &rules.request_remove, conn);
     }
 }
 
-pub fn apply_response(headers: &mut HeaderMap, levels: &[&HeaderRules]) {
+pub fn apply_response(headers: &mut HeaderMap, levels: &[&HeaderRules], conn: &Downstream) {
     for rules in levels {
-        apply(headers, &rules.response_add, &rules.response_remove);
+        apply(headers, &rules.response_add, &rules.response_remove, conn);
     }
 }
 
-fn apply(headers: &mut HeaderMap, add: &[crate::config::route::HeaderAdd], remove: &[HeaderName]) {
+fn apply(
+    headers: &mut HeaderMap,
+    add: &[crate::config::route::HeaderAdd],
+    remove: &[HeaderName],
+    conn: &Downstream,
+) {
     for name in remove {
         headers.remove(name);
     }
     for a in add {
+        let value = match &a.format {
+            None => a.value.clone(),
+            // Envoy adds nothing for a value that renders empty (keep_empty_value: false),
+            // e.g. %DOWNSTREAM_PEER_URI_SAN% without a client certificate.
+            Some(pieces) => match render(pieces, conn) {
+                Some(v) => v,
+                None => continue,
+            },
+        };
         if a.if_absent {
             if !headers.contains_key(&a.name) {
-                headers.insert(a.name.clone(), a.value.clone());
+                headers.insert(a.name.clone(), value);
             }
         } else if a.append {
-            headers.append(a.name.clone(), a.value.clone());
+            headers.append(a.name.clone(), value);
         } else {
-            headers.insert(a.name.clone(), a.value.clone());
+            headers.insert(a.name.clone(), value);
         }
     }
+}
+
+/// A header value with command operators, for this connection; `None` when empty.
+fn render(pieces: &[Piece], conn: &Downstream) -> Option<HeaderValue> {
+    let tls = conn.tls.as_ref();
+    let mut out = String::new();
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Op(Operator::DownstreamPeerUriSan) => {
+                out.push_str(&tls.map(|t| t.peer_uri_sans.join(",")).unwrap_or_default())
+            }
+            Piece::Op(Operator::DownstreamPeerDnsSan) => {
+                out.push_str(&tls.map(|t| t.peer_dns_sans.join(",")).unwrap_or_default())
+            }
+            Piece::Op(Operator::RequestedServerName) => {
+                out.push_str(tls.and_then(|t| t.sni.as_deref()).unwrap_or_default())
+            }
+            Piece::Op(Operator::DownstreamRemoteAddress) => out.push_str(&conn.peer.to_string()),
+            Piece::Op(Operator::DownstreamRemoteAddressWithoutPort) => {
+                out.push_str(&conn.peer.ip().to_string())
+            }
+        }
+    }
+    if out.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&out).ok()
 }
 
 #[cfg(test)]

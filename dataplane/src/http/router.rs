@@ -47,13 +47,13 @@ pub async fn handle(
         .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .unwrap_or_default();
     let Some(table) = table else {
-        return local_reply(hcm, &ProxyError::NoRoute, &[]);
+        return local_reply(hcm, &ProxyError::NoRoute, &[], &downstream);
     };
     let Some(vhost) = table.vhost(&host) else {
-        return local_reply(hcm, &ProxyError::NoRoute, &[]);
+        return local_reply(hcm, &ProxyError::NoRoute, &[], &downstream);
     };
     let Some(route) = vhost.route(&parts) else {
-        return local_reply(hcm, &ProxyError::NoRoute, &[]);
+        return local_reply(hcm, &ProxyError::NoRoute, &[], &downstream);
     };
     let levels = [&route.headers, &vhost.headers, &table.headers];
     let mut response = match &route.action {
@@ -72,16 +72,23 @@ pub async fn handle(
         Action::Forward(fwd) => {
             let request = Request::from_parts(parts, body);
             match forward(
-                request, downstream, hcm, &snapshot, &table, vhost, route, fwd,
+                request,
+                &downstream,
+                hcm,
+                &snapshot,
+                &table,
+                vhost,
+                route,
+                fwd,
             )
             .await
             {
                 Ok(r) => r,
-                Err(e) => return local_reply(hcm, &e, &levels),
+                Err(e) => return local_reply(hcm, &e, &levels, &downstream),
             }
         }
     };
-    headers::apply_response(response.headers_mut(), &levels);
+    headers::apply_response(response.headers_mut(), &levels, &downstream);
     set_server(response.headers_mut(), hcm);
     response
 }
@@ -101,6 +108,7 @@ fn local_reply(
     hcm: &HttpManager,
     e: &ProxyError,
     levels: &[&crate::config::route::HeaderRules],
+    conn: &Downstream,
 ) -> Response<Body> {
     let body = e.body();
     let mut r = Response::new(full(Bytes::from(body.clone())));
@@ -111,7 +119,7 @@ fn local_reply(
             HeaderValue::from_static("text/plain"),
         );
     }
-    headers::apply_response(r.headers_mut(), levels);
+    headers::apply_response(r.headers_mut(), levels, conn);
     set_server(r.headers_mut(), hcm);
     tracing::debug!(flag = e.flag(), status = %e.status(), "local reply");
     r
@@ -179,7 +187,7 @@ fn prefix_rewrite(path: &str, matched: usize, replacement: &str) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     req: Request<Incoming>,
-    downstream: Downstream,
+    downstream: &Downstream,
     hcm: &HttpManager,
     snapshot: &Snapshot,
     table: &Arc<RouteTable>,
@@ -209,10 +217,11 @@ async fn forward(
         .remove::<hyper::upgrade::OnUpgrade>()
         .filter(|_| upgrade);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::forwarded(&mut parts.headers, &downstream, hcm);
+    headers::forwarded(&mut parts.headers, downstream, hcm);
     headers::apply_request(
         &mut parts.headers,
         &[&route.headers, &vhost.headers, &table.headers],
+        downstream,
     );
     // Hashed on the request as it arrived (before rewrites), as Envoy's router does.
     let request_hash = if fwd.hash_policy.is_empty() {

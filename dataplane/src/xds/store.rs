@@ -83,6 +83,31 @@ pub fn check_inline_clusters(
     Ok(())
 }
 
+/// Envoy refuses a TLS context naming a static secret (an `SdsSecretConfig` without
+/// `sds_config`) that the bootstrap does not hold ("Unknown static secret").
+pub fn check_static_secrets<'a>(
+    kind: &str,
+    name: &str,
+    mut names: impl Iterator<Item = (&'a str, bool)>,
+    statics: &crate::tls::Secrets,
+) -> Result<(), String> {
+    match names.find(|(secret, ads)| !ads && !statics.contains_key(*secret)) {
+        Some((secret, _)) => Err(format!(
+            "{kind} \"{name}\": unknown static secret \"{secret}\" (an sds_secret_config without sds_config names a secret of the bootstrap)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Every secret name a listener's TLS contexts use: (name, over ADS).
+pub fn listener_secrets(l: &Listener) -> impl Iterator<Item = (&str, bool)> {
+    l.chains
+        .iter()
+        .chain(&l.default_chain)
+        .filter_map(|c| c.tls.as_ref())
+        .flat_map(|t| t.secret_names())
+}
+
 /// The static `&str` for a type URL we handle.
 pub fn known(url: &str) -> Option<&'static str> {
     [
@@ -123,6 +148,12 @@ impl Store {
                 check_inline_clusters(&listener, |c| {
                     statics.contains_key(c) || dynamic.is_some_and(|m| m.contains_key(c))
                 })?;
+                check_static_secrets(
+                    "listener",
+                    &listener.name,
+                    listener_secrets(&listener),
+                    &self.statics.secrets,
+                )?;
                 Translated::Listener(Arc::new(listener))
             }
             type_url::ROUTE => Translated::Route(Arc::new(
@@ -130,11 +161,14 @@ impl Store {
                     .map_err(|e| e.to_string())
                     .and_then(|r| RouteTable::try_from(&r).map_err(|e| e.to_string()))?,
             )),
-            type_url::CLUSTER => Translated::Cluster(Arc::new(
-                XdsCluster::from_any(any)
+            type_url::CLUSTER => {
+                let cluster = XdsCluster::from_any(any)
                     .map_err(|e| e.to_string())
-                    .and_then(|c| Cluster::try_from(&c).map_err(|e| e.to_string()))?,
-            )),
+                    .and_then(|c| Cluster::try_from(&c).map_err(|e| e.to_string()))?;
+                let names = cluster.tls.iter().flat_map(|t| t.secret_names());
+                check_static_secrets("cluster", &cluster.name, names, &self.statics.secrets)?;
+                Translated::Cluster(Arc::new(cluster))
+            }
             type_url::ENDPOINT => Translated::Endpoints(Arc::new(
                 ClusterLoadAssignment::from_any(any)
                     .map_err(|e| e.to_string())
@@ -237,17 +271,12 @@ impl Store {
     /// The SDS names the listeners' and clusters' TLS contexts ask for over ADS.
     pub fn sds_names(&self) -> BTreeSet<String> {
         let config = self.config();
-        let listeners = config
-            .listeners
-            .values()
-            .flat_map(|l| l.chains.iter().chain(&l.default_chain))
-            .filter_map(|c| c.tls.as_ref())
-            .flat_map(|t| {
-                t.secret_names()
-                    .filter(|(_, ads)| *ads)
-                    .map(|(n, _)| n.to_string())
-                    .collect::<Vec<_>>()
-            });
+        let listeners = config.listeners.values().flat_map(|l| {
+            listener_secrets(l)
+                .filter(|(_, ads)| *ads)
+                .map(|(n, _)| n.to_string())
+                .collect::<Vec<_>>()
+        });
         let clusters = config
             .clusters
             .values()

@@ -97,14 +97,26 @@ impl Client {
 
     /// A TLS connection to 127.0.0.1:`port`; `Err` when the handshake fails.
     pub async fn connect(&self, port: u16) -> anyhow::Result<TlsStream<TcpStream>> {
-        let config = self.config()?;
+        self.connect_with(port, Arc::new(self.config()?)).await
+    }
+
+    /// A config to connect with several times (its session cache allows resumption).
+    pub fn shared(&self) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        Ok(Arc::new(self.config()?))
+    }
+
+    pub async fn connect_with(
+        &self,
+        port: u16,
+        config: Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<TlsStream<TcpStream>> {
         // Without an SNI, connect by IP address: rustls then sends no server_name.
         let name = match &self.sni {
             Some(s) => ServerName::try_from(s.clone())?,
             None => ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
         };
         let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tls = tokio_rustls::TlsConnector::from(config);
         Ok(tokio::time::timeout(DEADLINE, tls.connect(name, tcp))
             .await
             .context("TLS handshake timed out")??)
