@@ -143,7 +143,9 @@ fn translate(l: &XdsListener) -> FieldResult<Listener> {
         .filter_chains
         .iter()
         .enumerate()
-        .map(|(i, c)| chain(c).map_err(|e| e.within(&format!("filter_chains[{i}]"))))
+        .map(|(i, c)| {
+            chain(c).map_err(|e| named(e, &c.name).within(&format!("filter_chains[{i}]")))
+        })
         .collect::<FieldResult<Vec<_>>>()?;
     let default_chain = l
         .default_filter_chain
@@ -183,6 +185,14 @@ fn translate(l: &XdsListener) -> FieldResult<Listener> {
         tls_inspector,
         filters_timeout,
     })
+}
+
+/// Names the filter chain in the reason when it has a name (the path has its index).
+fn named(mut e: FieldError, chain: &str) -> FieldError {
+    if !chain.is_empty() {
+        e.reason = format!("{} (filter chain \"{chain}\")", e.reason);
+    }
+    e
 }
 
 /// A listener filter's typed config name (or the config its well-known name stands for).

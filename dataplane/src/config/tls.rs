@@ -53,6 +53,8 @@ pub struct ServerTls {
     pub require_client_cert: bool,
     pub alpn: Vec<Vec<u8>>,
     pub params: TlsParams,
+    /// `prefer_client_ciphers`: Envoy picks by its own order unless this is set.
+    pub prefer_client_ciphers: bool,
     /// Stateful resumption (session ids / TLS 1.3 stateful tickets); `None` when disabled.
     pub sessions: Option<Arc<dyn StoresServerSessions>>,
     /// Stateless resumption (session tickets); `None` when disabled.
@@ -161,6 +163,7 @@ fn server(d: &DownstreamTlsContext) -> FieldResult<ServerTls> {
             "require_client_certificate",
             "disable_stateless_session_resumption",
             "disable_stateful_session_resumption",
+            "prefer_client_ciphers",
         ],
     )?;
     let common = d.common_tls_context.clone().unwrap_or_default();
@@ -206,6 +209,7 @@ fn server(d: &DownstreamTlsContext) -> FieldResult<ServerTls> {
         require_client_cert,
         alpn: parts.alpn,
         params: parts.params,
+        prefer_client_ciphers: d.prefer_client_ciphers,
         sessions,
         ticketer,
         built: Built::default(),
@@ -447,8 +451,10 @@ fn tls_params(p: &TlsParameters) -> FieldResult<TlsParams> {
         }
         provider.cipher_suites = suites;
     }
+    use rustls::crypto::ring::kx_group;
+    // Envoy's default curves are X25519 and P-256 (tls.proto, ecdh_curves).
+    provider.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1];
     if !p.ecdh_curves.is_empty() {
-        use rustls::crypto::ring::kx_group;
         let mut groups = Vec::new();
         for (i, name) in p.ecdh_curves.iter().enumerate() {
             let group: &'static dyn rustls::crypto::SupportedKxGroup = match name.as_str() {

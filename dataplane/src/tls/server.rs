@@ -66,6 +66,7 @@ fn build(
     };
     let mut config = builder.with_cert_resolver(Arc::new(Resolver::new(certs)));
     config.alpn_protocols = tls.alpn.clone();
+    config.ignore_client_order = !tls.prefer_client_ciphers;
     config.session_storage = match &tls.sessions {
         Some(s) => s.clone(),
         None => Arc::new(NoServerSessionStorage {}),
