@@ -7,14 +7,13 @@
 //! a rebuild after an SDS rotation keeps resumption working.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
-use xds_types::pb::envoy::config::core::v3::{
-    TransportSocket, config_source::ConfigSourceSpecifier, transport_socket,
-};
+use xds_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
 use xds_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, TlsParameters, UpstreamTlsContext,
     common_tls_context::ValidationContextType, tls_parameters::TlsProtocol,
@@ -38,10 +37,12 @@ const SESSION_CACHE_SIZE: usize = 4096;
 pub enum Source<T> {
     Inline(Arc<T>),
     /// By SDS secret name. `ads`: requested over ADS (`sds_config: { ads: {} }`); otherwise a
-    /// static secret of the bootstrap.
+    /// static secret of the bootstrap. `fetch_timeout`: how long a listener warms waiting for
+    /// it (`initial_fetch_timeout`, 15 s by default; `None`: forever).
     Sds {
         name: String,
         ads: bool,
+        fetch_timeout: Option<Duration>,
     },
 }
 
@@ -92,13 +93,27 @@ impl<T> Source<T> {
     /// The SDS secret it names, and whether over ADS.
     pub fn sds_name(&self) -> Option<(&str, bool)> {
         match self {
-            Source::Sds { name, ads } => Some((name, *ads)),
+            Source::Sds { name, ads, .. } => Some((name, *ads)),
             Source::Inline(_) => None,
         }
     }
 }
 
 impl ServerTls {
+    /// The longest time a listener warms for this context's SDS secrets: `None` forever.
+    pub fn warming_timeout(&self) -> Option<Duration> {
+        let mut longest = Duration::ZERO;
+        let fetches = self
+            .certs
+            .iter()
+            .filter_map(Source::fetch_timeout)
+            .chain(self.validation.iter().filter_map(Source::fetch_timeout));
+        for fetch in fetches {
+            longest = longest.max(fetch?);
+        }
+        Some(longest)
+    }
+
     /// The SDS names it needs: (name, over ADS).
     pub fn secret_names(&self) -> impl Iterator<Item = (&str, bool)> {
         self.certs
@@ -309,7 +324,7 @@ fn common_parts(c: &CommonTlsContext) -> FieldResult<CommonParts> {
     for (i, s) in c.tls_certificate_sds_secret_configs.iter().enumerate() {
         let (name, ads) =
             sds(s).map_err(|e| e.within(&format!("tls_certificate_sds_secret_configs[{i}]")))?;
-        certs.push(Source::Sds { name, ads });
+        certs.push(sds_source(name, ads));
     }
     let validation = match &c.validation_context_type {
         None => None,
@@ -319,7 +334,7 @@ fn common_parts(c: &CommonTlsContext) -> FieldResult<CommonParts> {
         Some(ValidationContextType::ValidationContextSdsSecretConfig(s)) => {
             let (name, ads) =
                 sds(s).map_err(|e| e.within("validation_context_sds_secret_config"))?;
-            Some(Source::Sds { name, ads })
+            Some(sds_source(name, ads))
         }
         Some(_) => {
             return Err(FieldError::new(
@@ -345,25 +360,40 @@ fn common_parts(c: &CommonTlsContext) -> FieldResult<CommonParts> {
     })
 }
 
-/// An `SdsSecretConfig`: the name, and whether it comes over ADS.
-fn sds(s: &SdsSecretConfig) -> FieldResult<(String, bool)> {
+impl<T> Source<T> {
+    /// How long a listener may warm for this secret: `Some(None)` forever, `None` when it
+    /// is not fetched over ADS (inline, or a static secret of the bootstrap).
+    pub fn fetch_timeout(&self) -> Option<Option<Duration>> {
+        match self {
+            Source::Sds {
+                ads: true,
+                fetch_timeout,
+                ..
+            } => Some(*fetch_timeout),
+            _ => None,
+        }
+    }
+}
+
+fn sds_source<T>(name: String, fetch: Option<Option<Duration>>) -> Source<T> {
+    Source::Sds {
+        name,
+        ads: fetch.is_some(),
+        fetch_timeout: fetch.flatten(),
+    }
+}
+
+/// An `SdsSecretConfig`: the name, and, when it comes over ADS, its initial fetch timeout.
+fn sds(s: &SdsSecretConfig) -> FieldResult<(String, Option<Option<Duration>>)> {
     only_fields(s, &["name", "sds_config"])?;
     if s.name.is_empty() {
         return Err(FieldError::new("name", "required"));
     }
-    let ads = match &s.sds_config {
-        None => false,
-        Some(source) => match &source.config_source_specifier {
-            Some(ConfigSourceSpecifier::Ads(_)) => true,
-            _ => {
-                return Err(FieldError::new(
-                    "sds_config",
-                    "only ads is supported (secrets come over the ADS stream)",
-                ));
-            }
-        },
+    let fetch = match &s.sds_config {
+        None => None,
+        Some(source) => Some(super::ads_config_source(source).map_err(|e| e.within("sds_config"))?),
     };
-    Ok((s.name.clone(), ads))
+    Ok((s.name.clone(), fetch))
 }
 
 /// Envoy's OpenSSL-style names of the TLS 1.2 suites rustls implements. TLS 1.3 suites are

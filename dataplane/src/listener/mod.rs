@@ -93,9 +93,10 @@ pub async fn run(runtime: Arc<Runtime>) {
     }
 }
 
-/// How long a listener waits for its routes: the longest `initial_fetch_timeout` of its RDS
-/// sources (`None`: one of them waits forever). Past it, the listener starts anyway and a
-/// request to a missing route configuration gets 404, as in Envoy.
+/// How long a listener waits for its routes and secrets: the longest `initial_fetch_timeout`
+/// of its RDS and SDS sources (`None`: one of them waits forever). Past it, the listener
+/// starts anyway: a request to a missing route configuration gets 404 and a handshake
+/// needing a missing secret is closed, as in Envoy.
 fn warming_timeout(listener: &Listener) -> Option<Duration> {
     let mut longest = Duration::ZERO;
     for chain in listener.chains.iter().chain(&listener.default_chain) {
@@ -103,6 +104,9 @@ fn warming_timeout(listener: &Listener) -> Option<Duration> {
             && matches!(h.routes, RouteSource::Rds(_))
         {
             longest = longest.max(h.rds_fetch_timeout?);
+        }
+        if let Some(tls) = &chain.tls {
+            longest = longest.max(tls.warming_timeout()?);
         }
     }
     Some(longest)
