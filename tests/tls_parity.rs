@@ -2,7 +2,8 @@
 //! identical but for the port), and the same TLS clients sent to both: for each SNI, whether
 //! the handshake succeeds, which certificate is presented and which chain answers must agree
 //! (issue 7: SNI for two names and a wildcard, an unknown name with and without a chain that
-//! has no server names, no SNI at all, plaintext on the same port).
+//! has no server names, no SNI at all, plaintext on the same port), and client certificates
+//! checked the same way (good, missing, wrong SAN, unknown CA: the same TLS alerts).
 
 #![allow(clippy::unwrap_used)]
 
@@ -81,8 +82,9 @@ async fn outcome(port: u16, sni: Option<&str>, c: &Certs) -> String {
         sni: sni.map(str::to_string),
         ..Default::default()
     };
-    let Ok(stream) = client.connect(port).await else {
-        return "handshake failed".into();
+    let stream = match client.connect(port).await {
+        Ok(s) => s,
+        Err(e) => return format!("handshake failed: {}", alert(e)),
     };
     let cert = [
         ("a", &c.a),
@@ -180,4 +182,87 @@ async fn sni_chains_agree_with_envoy_with_a_catch_all_chain() {
 #[tokio::test]
 async fn sni_chains_agree_with_envoy_without_a_catch_all_chain() {
     compare(false).await;
+}
+
+/// The TLS alert a failure carries, or "closed" when the peer closed without one.
+fn alert(e: anyhow::Error) -> String {
+    let text = format!("{e:?}");
+    match text.split("received fatal alert: ").nth(1) {
+        Some(rest) => format!(
+            "alert {}",
+            rest.split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or("")
+        ),
+        None => "closed".to_string(),
+    }
+}
+
+/// What a client with (or without) a certificate gets from a listener requiring one: the
+/// answer, or the TLS alert that refused it.
+async fn mtls_outcome(port: u16, ca: &str, cert: Option<&Leaf>) -> String {
+    let mut client = Client::new(ca, "mtls.example");
+    client.cert = cert.cloned();
+    let stream = match client.connect(port).await {
+        Ok(s) => s,
+        Err(e) => return alert(e),
+    };
+    let mut session = match Session::start(stream).await {
+        Ok(s) => s,
+        Err(e) => return alert(e),
+    };
+    match session.get("mtls.example", "/").await {
+        Ok(r) => String::from_utf8_lossy(r.body()).into_owned(),
+        Err(e) => alert(e),
+    }
+}
+
+/// Client certificates: a good one, none, one with the wrong SAN, one from an unknown CA.
+#[tokio::test]
+async fn client_certificate_checks_agree_with_envoy() {
+    install_provider();
+    let ca = Ca::new("server ca");
+    let clients = Ca::new("client ca");
+    let server = ca.leaf("server", &["mtls.example"], &[], false);
+    let good = clients.leaf("good", &[], &["spiffe://test/good"], false);
+    let wrong_san = clients.leaf("other", &[], &["spiffe://test/other"], false);
+    let stranger = Ca::new("stranger ca").leaf("stranger", &[], &["spiffe://test/good"], false);
+    let config = |port: u16| {
+        let common = format!(
+            r#", validation_context: {{ trusted_ca: {{ inline_string: {} }}, match_typed_subject_alt_names: [ {{ san_type: URI, matcher: {{ exact: "spiffe://test/good" }} }} ] }}"#,
+            pki::yaml(&clients.pem)
+        );
+        let tls = downstream(&[&server], &common, ", require_client_certificate: true");
+        let l = listener(
+            "mtls",
+            port,
+            &[chain("c", &[], "", Some(&tls), &hcm("welcome", ""))],
+            "",
+        );
+        bootstrap(&[l], &[])
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (envoy_port, our_port) = (free_port(), free_port());
+    let _envoy = Envoy::start_static(&config(envoy_port), "envoy-mtls", work.path()).await;
+    let _ours = Dataplane::start(&config(our_port), "dataplane-mtls", work.path());
+    listening(envoy_port).await;
+    listening(our_port).await;
+    let mut differ = Vec::new();
+    for (what, cert) in [
+        ("good", Some(&good)),
+        ("missing", None),
+        ("wrong SAN", Some(&wrong_san)),
+        ("unknown CA", Some(&stranger)),
+    ] {
+        let envoy = mtls_outcome(envoy_port, &ca.pem, cert).await;
+        let ours = mtls_outcome(our_port, &ca.pem, cert).await;
+        if envoy != ours {
+            differ.push(format!("{what}: envoy {envoy:?}, ours {ours:?}"));
+        }
+    }
+    assert_eq!(
+        mtls_outcome(envoy_port, &ca.pem, Some(&good)).await,
+        "welcome"
+    );
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
 }

@@ -17,6 +17,25 @@ use super::TlsStats;
 use super::der::{San, subject_alt_names};
 use crate::config::secret::{SanKind, SanMatcher, Validation};
 
+/// No SAN matched: refused with a `certificate_unknown` alert, as Envoy (BoringSSL) sends
+/// for a SAN mismatch (rustls would send `bad_certificate` for `NotValidForName`).
+#[derive(Debug)]
+struct SanMismatch;
+
+impl std::fmt::Display for SanMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no subject alternative name matches match_typed_subject_alt_names")
+    }
+}
+
+impl std::error::Error for SanMismatch {}
+
+fn san_mismatch() -> Error {
+    Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+        SanMismatch,
+    ))))
+}
+
 /// Whether the certificate has a SAN that one of `matchers` accepts.
 pub fn sans_match(cert: &CertificateDer<'_>, matchers: &[SanMatcher]) -> bool {
     let sans = subject_alt_names(cert);
@@ -58,7 +77,7 @@ impl ClientCertVerifier for ClientSans {
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
         if !sans_match(end_entity, &self.sans) {
-            return Err(Error::InvalidCertificate(CertificateError::NotValidForName));
+            return Err(san_mismatch());
         }
         Ok(verified)
     }
@@ -117,7 +136,7 @@ impl Upstream {
             })?;
             if !v.sans.is_empty() && !sans_match(end_entity, &v.sans) {
                 self.stats.fail_verify_san.fetch_add(1, Ordering::Relaxed);
-                return Err(Error::InvalidCertificate(CertificateError::NotValidForName));
+                return Err(san_mismatch());
             }
         }
         if self.check_name {
