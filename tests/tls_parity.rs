@@ -266,3 +266,87 @@ async fn client_certificate_checks_agree_with_envoy() {
     );
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
+
+/// Upstream TLS: mTLS to a TLS backend, a backend certificate from an untrusted CA, one whose
+/// SAN does not match: the same statuses, bodies and `ssl.fail_verify_*` counters.
+#[tokio::test]
+async fn upstream_tls_agrees_with_envoy() {
+    install_provider();
+    let ca = Ca::new("backend ca");
+    let clients = Ca::new("proxy ca");
+    let backend_leaf = ca.leaf("backend", &["backend.test"], &[], false);
+    let proxy_leaf = clients.leaf("proxy", &[], &["spiffe://test/proxy"], false);
+    let (addr, _) = tls::backend(&backend_leaf, Some(&clients.pem))
+        .await
+        .unwrap();
+    let other_ca = Ca::new("another ca");
+    let upstream = |ca_pem: &str, san: &str| {
+        format!(
+            r#", transport_socket: {{ name: envoy.transport_sockets.tls, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: backend.test, common_tls_context: {{ tls_certificates: [ {} ], validation_context: {{ trusted_ca: {{ inline_string: {} }}, match_typed_subject_alt_names: [ {{ san_type: DNS, matcher: {{ exact: "{san}" }} }} ] }} }} }} }}"#,
+            tls_yaml::cert(&proxy_leaf),
+            pki::yaml(ca_pem)
+        )
+    };
+    let clusters = [
+        tls_yaml::cluster("good", addr.port(), &upstream(&ca.pem, "backend.test")),
+        tls_yaml::cluster(
+            "untrusted",
+            addr.port(),
+            &upstream(&other_ca.pem, "backend.test"),
+        ),
+        tls_yaml::cluster(
+            "wrong-san",
+            addr.port(),
+            &upstream(&ca.pem, "elsewhere.test"),
+        ),
+    ];
+    let config = |port: u16| {
+        let route = r#"{ name: envoy.filters.network.http_connection_manager, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, route_config: { virtual_hosts: [ { name: v, domains: ["*"], routes: [ { match: { prefix: "/good" }, route: { cluster: good } }, { match: { prefix: "/untrusted" }, route: { cluster: untrusted } }, { match: { prefix: "/wrong-san" }, route: { cluster: wrong-san } } ] } ] }, http_filters: [ { name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } } ] } }"#;
+        let l = listener("up", port, &[chain("c", &[], "", None, route)], "");
+        bootstrap(&[l], &clusters)
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (envoy_port, our_port) = (free_port(), free_port());
+    let envoy = Envoy::start_static(&config(envoy_port), "envoy-up", work.path()).await;
+    let ours = Dataplane::start(&config(our_port), "dataplane-up", work.path());
+    listening(envoy_port).await;
+    listening(our_port).await;
+    let mut differ = Vec::new();
+    for path in ["/good", "/untrusted", "/wrong-san"] {
+        let ask = |port: u16| async move {
+            http::get(&format!("127.0.0.1:{port}"), path, &[])
+                .await
+                .map(|r| (r.status, r.text()))
+        };
+        let (e, o) = (ask(envoy_port).await, ask(our_port).await);
+        // The cases test what they say.
+        let want = if path == "/good" { 200 } else { 503 };
+        assert_eq!(e.as_ref().map(|r| r.0), Some(want), "{path}: {e:?}");
+        if e != o {
+            differ.push(format!("{path}: envoy {e:?}, ours {o:?}"));
+        }
+    }
+    for counter in [
+        "cluster.untrusted.ssl.fail_verify_error",
+        "cluster.wrong-san.ssl.fail_verify_san",
+    ] {
+        let value = |admin: String| async move {
+            let stats = http::get(&admin, "/stats", &[])
+                .await
+                .map(|r| r.text())
+                .unwrap_or_default();
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{counter}: ")).map(str::to_string))
+        };
+        let (e, o) = (
+            value(envoy.admin.clone()).await,
+            value(ours.admin.clone()).await,
+        );
+        assert_eq!(e.as_deref(), Some("1"), "{counter}");
+        if e != o {
+            differ.push(format!("{counter}: envoy {e:?}, ours {o:?}"));
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
