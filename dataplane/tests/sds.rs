@@ -155,3 +155,54 @@ async fn sotw_rotation_keeps_connections_and_nacks_a_bad_key() -> anyhow::Result
 async fn delta_rotation_keeps_connections_and_nacks_a_bad_key() -> anyhow::Result<()> {
     rotation(true).await
 }
+
+/// A resource as ADS would carry it, from its YAML (with `"@type"`).
+fn any(yaml: &str) -> anyhow::Result<xds_types::Any> {
+    let json = xds_types::format::yaml_to_json_value(yaml).map_err(|e| anyhow::anyhow!("{e}"))?;
+    xds_types::format::any_from_json_value(&json).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A listener whose certificate comes over SDS is not started before the secret arrives
+/// (Envoy's warming), and serves as soon as it does.
+#[tokio::test]
+async fn listener_warms_until_its_secret_arrives() -> anyhow::Result<()> {
+    use xds_types::type_url::{LISTENER, SECRET};
+    install_provider();
+    let ca = Ca::new("ca");
+    let leaf = ca.leaf("warm", &["sds.example"], &[], false);
+    let port = free_port().await?;
+    let runtime = Arc::new(Runtime::default());
+    tokio::spawn(dataplane::listener::run(runtime.clone()));
+    let mut store = Store::default();
+    store
+        .accept(LISTENER, &any(&listener(port))?, "1")
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        store.sds_names().into_iter().collect::<Vec<_>>(),
+        ["server-cert"],
+        "the xDS client subscribes to the secret the listener names"
+    );
+    runtime.publish(store.config());
+    let snapshot = runtime.load();
+    let l = &snapshot.config.listeners["tls"];
+    assert!(
+        !dataplane::listener::warm(l, &snapshot),
+        "warming without its secret"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "a warming listener does not accept"
+    );
+    store
+        .accept(SECRET, &any(&secret(&leaf.cert, &leaf.key))?, "1")
+        .map_err(anyhow::Error::msg)?;
+    runtime.publish(store.config());
+    let client = Client::new(&ca.pem, "sds.example");
+    eventually("the listener serves once its secret is there", || {
+        serves_with(port, &client, &leaf)
+    })
+    .await?;
+    Ok(())
+}
