@@ -350,3 +350,102 @@ async fn upstream_tls_agrees_with_envoy() {
     }
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
+
+/// ALPN and protocol versions: what is negotiated (or the alert refusing the client) for
+/// clients offering h2, http/1.1, nothing, or only TLS 1.2, on listeners with and without
+/// `alpn_protocols` and with `tls_minimum_protocol_version: TLSv1_3`.
+#[tokio::test]
+async fn alpn_and_versions_agree_with_envoy() {
+    install_provider();
+    let ca = Ca::new("alpn ca");
+    let leaf = ca.leaf("alpn", &["alpn.example"], &[], false);
+    let config = |port: u16| {
+        let with_alpn = downstream(&[&leaf], r#", alpn_protocols: ["h2", "http/1.1"]"#, "");
+        let without = downstream(&[&leaf], "", "");
+        let tls13 = downstream(
+            &[&leaf],
+            ", tls_params: { tls_minimum_protocol_version: TLSv1_3 }",
+            "",
+        );
+        let chains = [
+            chain(
+                "alpn",
+                &["alpn.example"],
+                "",
+                Some(&with_alpn),
+                &hcm("alpn", ""),
+            ),
+            chain(
+                "plain",
+                &["none.example"],
+                "",
+                Some(&without),
+                &hcm("none", ""),
+            ),
+            chain(
+                "tls13",
+                &["tls13.example"],
+                "",
+                Some(&tls13),
+                &hcm("tls13", ""),
+            ),
+        ];
+        bootstrap(&[listener("alpn", port, &chains, "")], &[])
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (envoy_port, our_port) = (free_port(), free_port());
+    let _envoy = Envoy::start_static(&config(envoy_port), "envoy-alpn", work.path()).await;
+    let _ours = Dataplane::start(&config(our_port), "dataplane-alpn", work.path());
+    listening(envoy_port).await;
+    listening(our_port).await;
+    let outcome = |port: u16, sni: &'static str, alpn: Vec<&'static str>, tls12: bool| async move {
+        let client = Client {
+            sni: Some(sni.to_string()),
+            alpn,
+            tls12_only: tls12,
+            ..Default::default()
+        };
+        let stream = match client.connect(port).await {
+            Ok(s) => s,
+            Err(e) => return alert(e),
+        };
+        let conn = stream.get_ref().1;
+        let negotiated = conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        let version = format!("{:?}", conn.protocol_version());
+        let answer = match Session::start(stream).await {
+            Ok(mut s) => match s.get(sni, "/").await {
+                Ok(r) => format!("{:?} {}", r.version(), String::from_utf8_lossy(r.body())),
+                Err(e) => alert(e),
+            },
+            Err(e) => alert(e),
+        };
+        format!("alpn {negotiated:?}, {version}, {answer}")
+    };
+    let cases = [
+        ("alpn.example", vec!["h2", "http/1.1"], false),
+        ("alpn.example", vec!["http/1.1"], false),
+        ("alpn.example", vec![], false),
+        ("alpn.example", vec!["h2"], true),
+        ("none.example", vec!["h2", "http/1.1"], false),
+        ("tls13.example", vec![], false),
+        ("tls13.example", vec![], true),
+    ];
+    let mut differ = Vec::new();
+    for (sni, alpn, tls12) in cases {
+        let e = outcome(envoy_port, sni, alpn.clone(), tls12).await;
+        let o = outcome(our_port, sni, alpn.clone(), tls12).await;
+        if e != o {
+            differ.push(format!(
+                "{sni} {alpn:?} tls12-only={tls12}: envoy {e:?}, ours {o:?}"
+            ));
+        }
+    }
+    assert!(
+        outcome(envoy_port, "alpn.example", vec!["h2"], false)
+            .await
+            .contains("HTTP/2.0 alpn")
+    );
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}

@@ -47,6 +47,8 @@ pub struct Client {
     pub cert: Option<Leaf>,
     /// Offer only RSA signature schemes (a client that cannot verify ECDSA).
     pub rsa_only: bool,
+    /// Offer only TLS 1.2.
+    pub tls12_only: bool,
 }
 
 impl Client {
@@ -74,8 +76,13 @@ impl Client {
             };
         }
         let provider = Arc::new(provider);
+        let versions: &[&rustls::SupportedProtocolVersion] = if self.tls12_only {
+            &[&rustls::version::TLS12]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?;
+            .with_protocol_versions(versions)?;
         let builder = if self.ca.is_empty() {
             builder
                 .dangerous()
