@@ -115,6 +115,38 @@ fn names(extension: &[u8]) -> Vec<San> {
 mod tests {
     use super::*;
 
+    /// A real certificate's SANs, and every one-byte corruption of it parsed without a panic.
+    #[test]
+    fn reads_sans_and_survives_corruption() {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["a.example".to_string(), "10.0.0.1".to_string()])
+                .unwrap_or_else(|e| panic!("{e}"));
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://t/x"
+                .try_into()
+                .unwrap_or_else(|e| panic!("{e:?}")),
+        ));
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        let der = cert.der().to_vec();
+        assert_eq!(
+            subject_alt_names(&der),
+            vec![
+                San::Dns("a.example".into()),
+                San::Ip([10, 0, 0, 1].into()),
+                San::Uri("spiffe://t/x".into()),
+            ]
+        );
+        for i in 0..der.len() {
+            for b in [0x00, 0x30, 0x80, 0x84, 0xff] {
+                let mut m = der.clone();
+                m[i] = b;
+                let _ = subject_alt_names(&m);
+            }
+            let _ = subject_alt_names(&der[..i]);
+        }
+    }
+
     #[test]
     fn garbage_gives_nothing() {
         for bytes in [
