@@ -613,3 +613,57 @@ async fn static_secrets_from_the_bootstrap() -> anyhow::Result<()> {
     assert!(served);
     Ok(())
 }
+
+fn tcp_proxy(cluster: &str) -> String {
+    format!(
+        r#"{{ name: envoy.filters.network.tcp_proxy, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: {cluster} }} }}"#
+    )
+}
+
+/// tcp_proxy with TLS: SNI passthrough (the chain is picked by the ClientHello, which then
+/// reaches the backend untouched), and TLS originated to the backend for plaintext clients.
+#[tokio::test]
+async fn tcp_proxy_sni_passthrough_and_upstream_tls() -> anyhow::Result<()> {
+    install_provider();
+    let ca = Ca::new("backend ca");
+    let leaf = ca.leaf("backend", &["pass.example"], &[], false);
+    let (addr, seen) = backend(&leaf, None).await?;
+    let originate = format!(
+        r#", transport_socket: {{ name: envoy.transport_sockets.tls, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: pass.example, common_tls_context: {{ validation_context: {{ trusted_ca: {{ inline_string: {} }} }} }} }} }}"#,
+        support::pki::yaml(&ca.pem)
+    );
+    let clusters = [
+        cluster("raw", addr.port(), ""),
+        cluster("tls", addr.port(), &originate),
+    ];
+    let port = free_port().await?;
+    let chains = [
+        chain("pass", &["pass.example"], "", None, &tcp_proxy("raw")),
+        chain("originate", &[], "raw_buffer", None, &tcp_proxy("tls")),
+    ];
+    start(
+        &bootstrap(&[listener("tcp", port, &chains, "")], &clusters),
+        port,
+    )
+    .await?;
+
+    // Passthrough: the backend's own certificate, end to end.
+    let stream = Client::new(&ca.pem, "pass.example").connect(port).await?;
+    assert!(presented(&stream, &leaf), "the backend terminates TLS");
+    let resp = Session::start(stream)
+        .await?
+        .get("pass.example", "/")
+        .await?;
+    assert_eq!(resp.body().as_ref(), b"secret hello");
+    // Plaintext in, TLS to the backend.
+    let resp = send(get(port, "/")?).await?;
+    assert_eq!(resp.body().as_ref(), b"secret hello");
+    assert_eq!(
+        seen.lock()
+            .map(|s| s.sni.clone())
+            .unwrap_or_default()
+            .as_deref(),
+        Some("pass.example")
+    );
+    Ok(())
+}

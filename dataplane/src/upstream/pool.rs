@@ -19,6 +19,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use rustls::pki_types::ServerName;
+
 use crate::tls::client::{Connector, Origination};
 
 /// Request and response bodies on the proxy path: streamed, never buffered whole.
@@ -31,7 +33,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type HttpClient = Client<Connector, Body>;
 
 /// (connect timeout, HTTP/2, TLS: the rustls config's address and the server name).
-type Key = (Duration, bool, Option<(usize, String)>);
+type Key = (Duration, bool, Option<(usize, ServerName<'static>)>);
 
 static CLIENTS: LazyLock<Mutex<HashMap<Key, HttpClient>>> = LazyLock::new(Default::default);
 
@@ -41,7 +43,7 @@ pub fn client(connect_timeout: Duration, http2: bool, tls: Option<Origination>) 
     // the address cannot be reused by another config.
     let tls_key = tls
         .as_ref()
-        .map(|o| (Arc::as_ptr(&o.config) as usize, format!("{:?}", o.name)));
+        .map(|o| (Arc::as_ptr(&o.config) as usize, o.name.clone()));
     let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
     clients
         .entry((connect_timeout, http2, tls_key))
