@@ -113,6 +113,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     });
+    tokio::spawn(dataplane::tls::files::run(runtime.clone()));
     let store = Store {
         statics: boot.statics.clone(),
         statics_raw: boot.statics_raw.clone(),

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::config::cluster::Discovery;
-use crate::config::{Config, LoadAssignment, NameMap};
+use crate::config::{Config, LoadAssignment, NameMap, Secret};
 use crate::upstream::UpstreamCluster;
 
 #[derive(Debug, Default)]
@@ -28,6 +28,9 @@ pub struct Runtime {
     ready: AtomicBool,
     /// The latest answers for DNS clusters (upstream/dns.rs), by cluster name.
     resolved: std::sync::Mutex<HashMap<String, Arc<LoadAssignment>>>,
+    /// Secrets read from SDS files (tls/files.rs), by key (`config::tls::file_key`); merged
+    /// into every published config's secrets.
+    file_secrets: std::sync::Mutex<HashMap<String, Arc<Secret>>>,
     /// What the admin API's /config_dump shows: the accepted resources as JSON, by type.
     pub dump: std::sync::Mutex<serde_json::Value>,
 }
@@ -39,6 +42,7 @@ impl Default for Runtime {
             changed: watch::channel(0).0,
             ready: AtomicBool::new(false),
             resolved: Default::default(),
+            file_secrets: Default::default(),
             dump: std::sync::Mutex::new(serde_json::json!({ "configs": [] })),
         }
     }
@@ -66,7 +70,28 @@ impl Runtime {
         self.build_and_store(config, &resolved);
     }
 
-    fn build_and_store(&self, config: Config, resolved: &HashMap<String, Arc<LoadAssignment>>) {
+    /// Replaces the secrets read from the SDS file `path` and republishes the current config
+    /// with them (new handshakes use them; established connections keep theirs).
+    pub fn set_file_secrets(&self, path: &str, secrets: HashMap<String, Arc<Secret>>) {
+        let resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        let prefix = crate::config::tls::file_key(path, "");
+        {
+            let mut files = self.file_secrets.lock().unwrap_or_else(|p| p.into_inner());
+            files.retain(|key, _| !key.starts_with(&prefix));
+            files.extend(secrets);
+        }
+        let mut config = self.load().config.clone();
+        config.secrets.retain(|key, _| !key.starts_with(&prefix));
+        self.build_and_store(config, &resolved);
+    }
+
+    fn build_and_store(&self, mut config: Config, resolved: &HashMap<String, Arc<LoadAssignment>>) {
+        {
+            let files = self.file_secrets.lock().unwrap_or_else(|p| p.into_inner());
+            config
+                .secrets
+                .extend(files.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         let previous = self.current.load();
         let empty = Default::default();
         let clusters = config

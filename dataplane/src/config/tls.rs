@@ -36,14 +36,32 @@ const SESSION_CACHE_SIZE: usize = 4096;
 #[derive(Debug, Clone)]
 pub enum Source<T> {
     Inline(Arc<T>),
-    /// By SDS secret name. `ads`: requested over ADS (`sds_config: { ads: {} }`); otherwise a
-    /// static secret of the bootstrap. `fetch_timeout`: how long a listener warms waiting for
-    /// it (`initial_fetch_timeout`, 15 s by default; `None`: forever).
+    /// By SDS secret: `name` is its key in the config's secrets (for a file source, the
+    /// file's path and the secret's name, see [`file_key`]). `fetch_timeout`: how long a
+    /// listener warms waiting for it (`initial_fetch_timeout`, 15 s by default; `None`:
+    /// forever).
     Sds {
         name: String,
-        ads: bool,
+        origin: Origin,
         fetch_timeout: Option<Duration>,
     },
+}
+
+/// Where an SDS secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `sds_config` absent: a static secret of the bootstrap.
+    Static,
+    /// `sds_config: { ads: {} }`: requested over the ADS stream.
+    Ads,
+    /// `sds_config: { path_config_source: { path } }`: a file holding a DiscoveryResponse
+    /// with Secrets, watched for changes (`tls/files.rs`).
+    File(String),
+}
+
+/// The key of a file-sourced secret in the config's secrets.
+pub fn file_key(path: &str, name: &str) -> String {
+    format!("{path}#{name}")
 }
 
 /// A listener filter chain's TLS termination.
@@ -90,10 +108,10 @@ pub struct TlsParams {
 }
 
 impl<T> Source<T> {
-    /// The SDS secret it names, and whether over ADS.
-    pub fn sds_name(&self) -> Option<(&str, bool)> {
+    /// The SDS secret it names (its key in the config's secrets) and where it comes from.
+    pub fn sds_name(&self) -> Option<(&str, &Origin)> {
         match self {
-            Source::Sds { name, ads, .. } => Some((name, *ads)),
+            Source::Sds { name, origin, .. } => Some((name, origin)),
             Source::Inline(_) => None,
         }
     }
@@ -114,8 +132,8 @@ impl ServerTls {
         Some(longest)
     }
 
-    /// The SDS names it needs: (name, over ADS).
-    pub fn secret_names(&self) -> impl Iterator<Item = (&str, bool)> {
+    /// The SDS secrets it needs: (key, origin).
+    pub fn secret_names(&self) -> impl Iterator<Item = (&str, &Origin)> {
         self.certs
             .iter()
             .filter_map(Source::sds_name)
@@ -124,7 +142,7 @@ impl ServerTls {
 }
 
 impl ClientTls {
-    pub fn secret_names(&self) -> impl Iterator<Item = (&str, bool)> {
+    pub fn secret_names(&self) -> impl Iterator<Item = (&str, &Origin)> {
         self.cert
             .iter()
             .filter_map(Source::sds_name)
@@ -322,9 +340,9 @@ fn common_parts(c: &CommonTlsContext) -> FieldResult<CommonParts> {
         certs.push(Source::Inline(key));
     }
     for (i, s) in c.tls_certificate_sds_secret_configs.iter().enumerate() {
-        let (name, ads) =
-            sds(s).map_err(|e| e.within(&format!("tls_certificate_sds_secret_configs[{i}]")))?;
-        certs.push(sds_source(name, ads));
+        certs.push(
+            sds(s).map_err(|e| e.within(&format!("tls_certificate_sds_secret_configs[{i}]")))?,
+        );
     }
     let validation = match &c.validation_context_type {
         None => None,
@@ -332,9 +350,7 @@ fn common_parts(c: &CommonTlsContext) -> FieldResult<CommonParts> {
             validation(v).map_err(|e| e.within("validation_context"))?,
         ))),
         Some(ValidationContextType::ValidationContextSdsSecretConfig(s)) => {
-            let (name, ads) =
-                sds(s).map_err(|e| e.within("validation_context_sds_secret_config"))?;
-            Some(sds_source(name, ads))
+            Some(sds(s).map_err(|e| e.within("validation_context_sds_secret_config"))?)
         }
         Some(_) => {
             return Err(FieldError::new(
@@ -362,11 +378,11 @@ fn common_parts(c: &CommonTlsContext) -> FieldResult<CommonParts> {
 
 impl<T> Source<T> {
     /// How long a listener may warm for this secret: `Some(None)` forever, `None` when it
-    /// is not fetched over ADS (inline, or a static secret of the bootstrap).
+    /// is not fetched (inline, or a static secret of the bootstrap).
     pub fn fetch_timeout(&self) -> Option<Option<Duration>> {
         match self {
             Source::Sds {
-                ads: true,
+                origin: Origin::Ads | Origin::File(_),
                 fetch_timeout,
                 ..
             } => Some(*fetch_timeout),
@@ -375,25 +391,63 @@ impl<T> Source<T> {
     }
 }
 
-fn sds_source<T>(name: String, fetch: Option<Option<Duration>>) -> Source<T> {
-    Source::Sds {
-        name,
-        ads: fetch.is_some(),
-        fetch_timeout: fetch.flatten(),
-    }
-}
-
-/// An `SdsSecretConfig`: the name, and, when it comes over ADS, its initial fetch timeout.
-fn sds(s: &SdsSecretConfig) -> FieldResult<(String, Option<Option<Duration>>)> {
+/// An `SdsSecretConfig` as a source: a bootstrap secret, one over ADS, or one from a file.
+fn sds<T>(s: &SdsSecretConfig) -> FieldResult<Source<T>> {
+    use xds_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
     only_fields(s, &["name", "sds_config"])?;
     if s.name.is_empty() {
         return Err(FieldError::new("name", "required"));
     }
-    let fetch = match &s.sds_config {
-        None => None,
-        Some(source) => Some(super::ads_config_source(source).map_err(|e| e.within("sds_config"))?),
+    let Some(source) = &s.sds_config else {
+        return Ok(Source::Sds {
+            name: s.name.clone(),
+            origin: Origin::Static,
+            fetch_timeout: None,
+        });
     };
-    Ok((s.name.clone(), fetch))
+    #[allow(deprecated)]
+    let path = match &source.config_source_specifier {
+        Some(ConfigSourceSpecifier::Path(p)) => Some(p.clone()),
+        Some(ConfigSourceSpecifier::PathConfigSource(p)) => {
+            only_fields(p, &["path", "watched_directory"])
+                .map_err(|e| e.within("sds_config.path_config_source"))?;
+            Some(p.path.clone())
+        }
+        _ => None,
+    };
+    let Some(path) = path else {
+        let fetch_timeout = super::ads_config_source(source).map_err(|e| e.within("sds_config"))?;
+        return Ok(Source::Sds {
+            name: s.name.clone(),
+            origin: Origin::Ads,
+            fetch_timeout,
+        });
+    };
+    only_fields(
+        source,
+        &[
+            "path",
+            "path_config_source",
+            "resource_api_version",
+            "initial_fetch_timeout",
+        ],
+    )
+    .map_err(|e| e.within("sds_config"))?;
+    // Envoy: "the path to the source must exist at config load time".
+    std::fs::metadata(&path).map_err(|e| {
+        FieldError::new(
+            "sds_config.path_config_source.path",
+            format!("cannot read \"{path}\": {e}"),
+        )
+    })?;
+    Ok(Source::Sds {
+        name: file_key(&path, &s.name),
+        origin: Origin::File(path),
+        fetch_timeout: match &source.initial_fetch_timeout {
+            None => Some(super::DEFAULT_INITIAL_FETCH_TIMEOUT),
+            Some(d) => Some(super::duration(d)).filter(|d| !d.is_zero()),
+        },
+    })
 }
 
 /// Envoy's OpenSSL-style names of the TLS 1.2 suites rustls implements. TLS 1.3 suites are

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod der;
+pub mod files;
 pub mod inspector;
 pub mod rewind;
 pub mod server;

@@ -17,6 +17,7 @@ use xds_types::{Any, Resource, type_url};
 
 use crate::config::cluster::Discovery;
 use crate::config::listener::{NetworkFilter, RouteSource};
+use crate::config::tls::Origin;
 use crate::config::{Cluster, Config, Listener, LoadAssignment, RouteTable, Secret};
 
 /// One accepted resource.
@@ -88,10 +89,12 @@ pub fn check_inline_clusters(
 pub fn check_static_secrets<'a>(
     kind: &str,
     name: &str,
-    mut names: impl Iterator<Item = (&'a str, bool)>,
+    mut names: impl Iterator<Item = (&'a str, &'a Origin)>,
     statics: &crate::tls::Secrets,
 ) -> Result<(), String> {
-    match names.find(|(secret, ads)| !ads && !statics.contains_key(*secret)) {
+    match names
+        .find(|(secret, origin)| **origin == Origin::Static && !statics.contains_key(*secret))
+    {
         Some((secret, _)) => Err(format!(
             "{kind} \"{name}\": unknown static secret \"{secret}\" (an sds_secret_config without sds_config names a secret of the bootstrap)"
         )),
@@ -100,7 +103,7 @@ pub fn check_static_secrets<'a>(
 }
 
 /// Every secret name a listener's TLS contexts use: (name, over ADS).
-pub fn listener_secrets(l: &Listener) -> impl Iterator<Item = (&str, bool)> {
+pub fn listener_secrets(l: &Listener) -> impl Iterator<Item = (&str, &Origin)> {
     l.chains
         .iter()
         .chain(&l.default_chain)
@@ -273,7 +276,7 @@ impl Store {
         let config = self.config();
         let listeners = config.listeners.values().flat_map(|l| {
             listener_secrets(l)
-                .filter(|(_, ads)| *ads)
+                .filter(|(_, origin)| **origin == Origin::Ads)
                 .map(|(n, _)| n.to_string())
                 .collect::<Vec<_>>()
         });
@@ -283,7 +286,7 @@ impl Store {
             .filter_map(|c| c.tls.as_ref())
             .flat_map(|t| {
                 t.secret_names()
-                    .filter(|(_, ads)| *ads)
+                    .filter(|(_, origin)| **origin == Origin::Ads)
                     .map(|(n, _)| n.to_string())
                     .collect::<Vec<_>>()
             });
