@@ -243,8 +243,8 @@ async fn client_certificate_checks_agree_with_envoy() {
     };
     let work = tempfile::tempdir().unwrap();
     let (envoy_port, our_port) = (free_port(), free_port());
-    let _envoy = Envoy::start_static(&config(envoy_port), "envoy-mtls", work.path()).await;
-    let _ours = Dataplane::start(&config(our_port), "dataplane-mtls", work.path());
+    let envoy = Envoy::start_static(&config(envoy_port), "envoy-mtls", work.path()).await;
+    let ours = Dataplane::start(&config(our_port), "dataplane-mtls", work.path());
     listening(envoy_port).await;
     listening(our_port).await;
     let mut differ = Vec::new();
@@ -258,6 +258,29 @@ async fn client_certificate_checks_agree_with_envoy() {
         let ours = mtls_outcome(our_port, &ca.pem, cert).await;
         if envoy != ours {
             differ.push(format!("{what}: envoy {envoy:?}, ours {ours:?}"));
+        }
+    }
+    // The listener's TLS counters after those four clients.
+    for counter in [
+        "handshake",
+        "connection_error",
+        "fail_verify_error",
+        "fail_verify_san",
+        "fail_verify_no_cert",
+    ] {
+        let value = |admin: String, port: u16| async move {
+            let name = format!("listener.127.0.0.1_{port}.ssl.{counter}: ");
+            http::get(&admin, "/stats", &[])
+                .await
+                .map(|r| r.text())
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix(&name).map(str::to_string))
+        };
+        let e = value(envoy.admin.clone(), envoy_port).await;
+        let o = value(ours.admin.clone(), our_port).await;
+        if e != o {
+            differ.push(format!("ssl.{counter}: envoy {e:?}, ours {o:?}"));
         }
     }
     assert_eq!(

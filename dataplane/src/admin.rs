@@ -83,9 +83,26 @@ fn handle(path: &str, runtime: &Runtime, node_id: &str) -> Response<Full<Bytes>>
 }
 
 /// The counters we keep, in Envoy's `/stats` text format (`name: value`); so far the
-/// clusters' `ssl.*` counters.
+/// `ssl.*` counters of clusters and listeners (a listener's TLS chains summed, as Envoy keeps
+/// one set per listener).
 fn stats(runtime: &Runtime) -> String {
     let snapshot = runtime.load();
+    let listeners = snapshot.config.listeners.values().filter_map(|l| {
+        let chains: Vec<_> = l
+            .chains
+            .iter()
+            .chain(&l.default_chain)
+            .filter_map(|c| c.tls.as_ref())
+            .collect();
+        if chains.is_empty() {
+            return None;
+        }
+        let sum = crate::tls::TlsStats::default();
+        for tls in chains {
+            sum.add(&tls.stats);
+        }
+        Some(sum.lines(&format!("listener.{}", l.stat_prefix)))
+    });
     let mut lines: Vec<String> = snapshot
         .config
         .clusters
@@ -96,6 +113,7 @@ fn stats(runtime: &Runtime) -> String {
                 .map(|t| t.stats.lines(&format!("cluster.{}", c.name)))
         })
         .flatten()
+        .chain(listeners.flatten())
         .collect();
     lines.sort();
     lines.into_iter().map(|l| l + "\n").collect()

@@ -46,6 +46,9 @@ pub struct Listener {
     /// `listener_filters_timeout` (default 15 s; `None`: disabled by 0). Bounds the listener
     /// filters and the TLS handshake, so a client that stalls is closed.
     pub filters_timeout: Option<Duration>,
+    /// The prefix of its stats: `stat_prefix`, else the address as Envoy writes it
+    /// (`127.0.0.1_10000`).
+    pub stat_prefix: String,
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +187,11 @@ fn translate(l: &XdsListener) -> FieldResult<Listener> {
         default_chain,
         tls_inspector,
         filters_timeout,
+        stat_prefix: if l.stat_prefix.is_empty() {
+            format!("{}_{}", address.ip(), address.port())
+        } else {
+            l.stat_prefix.clone()
+        },
     })
 }
 

@@ -80,6 +80,8 @@ pub struct ServerTls {
     pub ticketer: Option<Arc<dyn ProducesTickets>>,
     /// The rustls config, built once per set of secrets.
     pub built: Built<ServerConfig>,
+    /// Handshakes and their failures (the listener's `ssl.*` stats).
+    pub stats: Arc<TlsStats>,
 }
 
 /// A cluster's TLS origination.
@@ -246,6 +248,7 @@ fn server(d: &DownstreamTlsContext) -> FieldResult<ServerTls> {
         sessions,
         ticketer,
         built: Built::default(),
+        stats: Arc::default(),
     })
 }
 

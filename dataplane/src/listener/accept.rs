@@ -87,7 +87,7 @@ pub async fn serve(
         .handshake_timeout
         .map(|t| Instant::now() + t)
         .or(deadline);
-    match within(limit, crate::tls::server::accept(io, config)).await {
+    match within(limit, crate::tls::server::accept(io, config, &tls.stats)).await {
         Some(Ok((tls, info))) => {
             let conn = Downstream {
                 peer,

@@ -132,13 +132,28 @@ pub struct TlsStats {
     pub connection_error: AtomicU64,
     pub fail_verify_error: AtomicU64,
     pub fail_verify_san: AtomicU64,
+    pub fail_verify_no_cert: AtomicU64,
 }
 
 impl TlsStats {
+    /// Adds `other`'s counts (a listener's chains shown as one, as Envoy's listener stats).
+    pub fn add(&self, other: &TlsStats) {
+        for (to, from) in [
+            (&self.handshake, &other.handshake),
+            (&self.connection_error, &other.connection_error),
+            (&self.fail_verify_error, &other.fail_verify_error),
+            (&self.fail_verify_san, &other.fail_verify_san),
+            (&self.fail_verify_no_cert, &other.fail_verify_no_cert),
+        ] {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     pub fn lines(&self, prefix: &str) -> Vec<String> {
         [
             ("connection_error", &self.connection_error),
             ("fail_verify_error", &self.fail_verify_error),
+            ("fail_verify_no_cert", &self.fail_verify_no_cert),
             ("fail_verify_san", &self.fail_verify_san),
             ("handshake", &self.handshake),
         ]

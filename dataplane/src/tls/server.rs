@@ -2,6 +2,7 @@
 //! set of secrets), the certificate choice among several, and the handshake.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rustls::server::{
     ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier,
@@ -12,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 
 use super::der::{San, subject_alt_names};
-use super::verify::ClientSans;
-use super::{Secrets, TlsInfo, certificate, validation};
+use super::verify::Client;
+use super::{Secrets, TlsInfo, TlsStats, certificate, validation};
 use crate::config::tls::ServerTls;
 
 /// The rustls config for the chain with the current secrets.
@@ -54,14 +55,11 @@ fn build(
             let verifier = verifier
                 .build()
                 .map_err(|e| format!("validation_context: {e}"))?;
-            if v.sans.is_empty() {
-                builder.with_client_cert_verifier(verifier)
-            } else {
-                builder.with_client_cert_verifier(Arc::new(ClientSans {
-                    inner: verifier,
-                    sans: v.sans.clone(),
-                }))
-            }
+            builder.with_client_cert_verifier(Arc::new(Client {
+                inner: verifier,
+                sans: v.sans.clone(),
+                stats: tls.stats.clone(),
+            }))
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(Resolver::new(certs)));
@@ -148,14 +146,37 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
-/// The handshake; on success, what the connection tells about itself.
+/// The handshake, counted in the chain's `ssl.*` stats; on success, what the connection
+/// tells about itself.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     config: Arc<ServerConfig>,
+    stats: &TlsStats,
 ) -> std::io::Result<(TlsStream<S>, TlsInfo)> {
-    let tls = tokio_rustls::TlsAcceptor::from(config)
-        .accept(stream)
-        .await?;
+    let tls = match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
+        Ok(tls) => {
+            stats.handshake.fetch_add(1, Ordering::Relaxed);
+            tls
+        }
+        Err(e) => {
+            // Envoy counts a missing client certificate in fail_verify_no_cert, a refused one
+            // in fail_verify_* (the verifier counts those), and other TLS failures in
+            // connection_error; a peer that just goes away is none of these.
+            match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(rustls::Error::NoCertificatesPresented) => {
+                    stats.fail_verify_no_cert.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(rustls::Error::InvalidCertificate(_)) | None => {}
+                Some(_) => {
+                    stats.connection_error.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return Err(e);
+        }
+    };
     let info = {
         let (_, conn) = tls.get_ref();
         let sans = conn

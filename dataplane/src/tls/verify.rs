@@ -50,14 +50,16 @@ pub fn sans_match(cert: &CertificateDer<'_>, matchers: &[SanMatcher]) -> bool {
     })
 }
 
-/// A client-certificate verifier that also applies SAN matchers.
+/// rustls's client-certificate verifier plus the SAN matchers, counting failures in the
+/// listener's `ssl.fail_verify_*` as Envoy does.
 #[derive(Debug)]
-pub struct ClientSans {
+pub struct Client {
     pub inner: Arc<dyn ClientCertVerifier>,
     pub sans: Vec<SanMatcher>,
+    pub stats: Arc<TlsStats>,
 }
 
-impl ClientCertVerifier for ClientSans {
+impl ClientCertVerifier for Client {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
     }
@@ -75,8 +77,12 @@ impl ClientCertVerifier for ClientSans {
     ) -> Result<ClientCertVerified, Error> {
         let verified = self
             .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        if !sans_match(end_entity, &self.sans) {
+            .verify_client_cert(end_entity, intermediates, now)
+            .inspect_err(|_| {
+                self.stats.fail_verify_error.fetch_add(1, Ordering::Relaxed);
+            })?;
+        if !self.sans.is_empty() && !sans_match(end_entity, &self.sans) {
+            self.stats.fail_verify_san.fetch_add(1, Ordering::Relaxed);
             return Err(san_mismatch());
         }
         Ok(verified)

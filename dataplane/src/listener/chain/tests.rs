@@ -30,6 +30,7 @@ fn listener(chains: Vec<FilterChain>, default: Option<FilterChain>) -> Listener 
         default_chain: default,
         tls_inspector: true,
         filters_timeout: None,
+        stat_prefix: String::new(),
     }
 }
 
