@@ -127,9 +127,19 @@ async fn rotation(delta: bool) -> anyhow::Result<()> {
     assert_eq!(resp.status(), 200, "the old connection stays up");
 
     // A key that does not belong to the certificate: NACKed, the second one keeps serving.
+    // Our controlplane refuses such a Secret itself when it holds the PEM; files named by
+    // absolute path are the proxy's and are sent unchanged, so the proxy has to judge them.
+    let files = tempfile::tempdir()?;
+    let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    std::fs::write(&cert, &second.cert)?;
+    std::fs::write(&key, &stranger.key)?;
     std::fs::write(
         dir.path().join("secret.yaml"),
-        secret(&second.cert, &stranger.key),
+        format!(
+            "\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\nname: server-cert\ntls_certificate: {{ certificate_chain: {{ filename: {} }}, private_key: {{ filename: {} }} }}\n",
+            cert.display(),
+            key.display()
+        ),
     )?;
     let nack = eventually("the NACK reaches the controlplane", || {
         last_nack(&admin, node_id, xds_types::type_url::SECRET)

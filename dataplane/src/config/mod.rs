@@ -18,9 +18,9 @@ pub mod format;
 pub mod hash_policy;
 pub mod listener;
 pub mod route;
-pub mod xds_tls;
 pub mod secret;
 pub mod tls;
+pub mod xds_tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
