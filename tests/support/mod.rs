@@ -9,6 +9,8 @@ pub mod backend;
 pub mod config;
 pub mod http;
 pub mod pki;
+#[path = "../../dataplane/tests/support/ports.rs"]
+pub mod ports;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
@@ -38,11 +40,7 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A port the kernel considers free right now, for configs that must name their port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ports::unassigned_port()
 }
 
 /// Polls `f` until it returns `Some`, or panics naming `what` after [`DEADLINE`].

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod ports;
 pub mod tls;
 pub mod tls_yaml;
 pub mod xds;
@@ -166,7 +167,7 @@ pub async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
 /// A free port for a listener the test configures (the bootstrap needs a number; the listener
 /// binds with SO_REUSEADDR right after).
 pub async fn free_port() -> anyhow::Result<u16> {
-    closed_port().await
+    Ok(ports::unassigned_port())
 }
 
 /// One HTTP/1.1 request through a fresh client; returns the response with its body collected.
