@@ -168,6 +168,23 @@ def run_h2load(url, seconds):
             "errors": int(done.group(3)) + int(done.group(4))}
 
 
+def run_s_time(port, seconds, clients=4):
+    """Full TLS 1.3 handshakes with `openssl s_time -new` (no HTTP request: see BENCH.md),
+    `clients` processes in parallel on the load core; returns handshakes and the rate."""
+    mode = "-new"
+    procs = [subprocess.Popen(["taskset", "-c", LOAD_CPU, "openssl", "s_time", "-connect", f"127.0.0.1:{port}", mode,
+                               "-tls1_3", "-time", str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True) for _ in range(clients)]
+    total = 0
+    for p in procs:
+        out, _ = p.communicate(timeout=seconds + 30)
+        m = re.search(r"(\d+) connections in \d+ real seconds", out)
+        total += int(m.group(1)) if m else 0
+    if total == 0:
+        raise RuntimeError(f"s_time {mode}: no handshake completed")
+    return {"handshakes": total, "per_s": total / seconds}
+
+
 def run_iperf(port, seconds):
     argv = ["taskset", "-c", LOAD_CPU, "iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
@@ -224,11 +241,19 @@ class Setup:
         self.http_port = free_port()
         self.h2_port = free_port()
         self.tcp_port = free_port()
+        self.tls_port = free_port()
         self.xds_port = free_port()
         self.admin_port = free_port()
         www = workdir / "www"
         www.mkdir()
         (www / "64k").write_bytes(b"x" * 65536)
+        # One ECDSA P-256 certificate for every proxy's TLS listener (the usual choice for
+        # web servers; every peer serves the same certificate).
+        self.cert, self.key, self.pem = workdir / "cert.pem", workdir / "key.pem", workdir / "bundle.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", str(self.key), "-out", str(self.cert), "-days", "2", "-subj", "/CN=bench.local",
+                        "-addext", "subjectAltName=DNS:bench.local"], check=True, capture_output=True)
+        self.pem.write_text(self.cert.read_text() + self.key.read_text())
         conf = render("nginx-backend.conf", workdir / "nginx-backend.conf", port=self.backend_port,
                       root=www, workdir=workdir)
         self.procs.append(Proc("backend", ["nginx", "-c", str(conf), "-p", str(workdir)], LOAD_CPU, workdir))
@@ -243,7 +268,8 @@ class Setup:
         cfg = workdir / "xds"
         cfg.mkdir()
         render("xds-resources.yaml", cfg / "resources.yaml", http_port=self.http_port, h2_port=self.h2_port,
-               tcp_port=self.tcp_port, backend_port=self.backend_port, iperf_port=self.iperf_port)
+               tcp_port=self.tcp_port, backend_port=self.backend_port, iperf_port=self.iperf_port,
+               tls_port=self.tls_port, cert=self.cert, key=self.key)
         cp = ROOT / "target" / "release" / "controlplane"
         self.procs.append(Proc("controlplane", [str(cp), "serve", "--config", str(cfg), "--listen",
                                                 f"127.0.0.1:{self.xds_port}", "--admin",
@@ -270,15 +296,16 @@ def start_proxy(name, setup, workdir):
     elif name == "nginx":
         conf = render("nginx-proxy.conf", w / "nginx-proxy.conf", http_port=setup.http_port, h2_port=setup.h2_port,
                       tcp_port=setup.tcp_port, backend_port=setup.backend_port, iperf_port=setup.iperf_port,
-                      workdir=w)
+                      workdir=w, tls_port=setup.tls_port, cert=setup.cert, key=setup.key)
         proc = Proc(name, ["nginx", "-c", str(conf), "-p", str(w)], PROXY_CPU, w)
     elif name == "haproxy":
         conf = render("haproxy.cfg", w / "haproxy.cfg", http_port=setup.http_port, h2_port=setup.h2_port,
-                      tcp_port=setup.tcp_port, backend_port=setup.backend_port, iperf_port=setup.iperf_port)
+                      tcp_port=setup.tcp_port, backend_port=setup.backend_port, iperf_port=setup.iperf_port,
+                      tls_port=setup.tls_port, pem=setup.pem)
         proc = Proc(name, ["haproxy", "-f", str(conf), "-db"], PROXY_CPU, w)
     else:
         raise ValueError(name)
-    for port in (setup.http_port, setup.h2_port, setup.tcp_port):
+    for port in (setup.http_port, setup.h2_port, setup.tcp_port, setup.tls_port):
         wait_port(port)
     # Every proxy must really proxy before it is measured.
     wait_http(f"http://127.0.0.1:{setup.http_port}/")
@@ -287,6 +314,9 @@ def start_proxy(name, setup, workdir):
 
 def measure(name, setup, args, workdir):
     proc = start_proxy(name, setup, workdir)
+    # RSS at start: once the proxy serves and has settled for 2 s (ours drops the decoded API
+    # descriptors within a second of applying its initial config; every proxy gets the wait).
+    time.sleep(2)
     row = {"proxy": name, "rss_start_mb": rss_mb(proc.pid)}
     try:
         def timed(fn):
@@ -305,6 +335,19 @@ def measure(name, setup, args, workdir):
         h2 = timed(lambda: run_h2load(f"http://127.0.0.1:{setup.h2_port}/", args.seconds))
         h2["cpu_us_per_req"] = h2["cpu_s"] * 1e6 / max(1, h2["requests"])
         row["h2"] = h2
+        tls_full = timed(lambda: run_s_time(setup.tls_port, args.seconds // 2))
+        tls_full["cpu_us_per_hs"] = tls_full["cpu_s"] * 1e6 / tls_full["handshakes"]
+        row["tls_full"] = tls_full
+        # Resumed: wrk with a new connection per request resumes the TLS session (BENCH.md;
+        # s_time -reuse does not, under TLS 1.3 it never reads the post-handshake ticket).
+        tls_resumed = timed(lambda: run_wrk(f"https://127.0.0.1:{setup.tls_port}/", args.seconds // 2, 10, workdir,
+                                            headers=("Connection: close",)))
+        tls_resumed["per_s"] = tls_resumed["rps"]
+        tls_resumed["cpu_us_per_hs"] = tls_resumed["cpu_s"] * 1e6 / max(1, tls_resumed["requests"])
+        row["tls_resumed"] = tls_resumed
+        tls_ka = timed(lambda: run_wrk(f"https://127.0.0.1:{setup.tls_port}/", args.seconds // 2, 50, workdir))
+        tls_ka["cpu_us_per_req"] = tls_ka["cpu_s"] * 1e6 / max(1, tls_ka["requests"])
+        row["tls_keepalive"] = tls_ka
         tcp = timed(lambda: run_iperf(setup.tcp_port, args.seconds // 2))
         tcp["cpu_s_per_gb"] = tcp["cpu_s"] / max(1e-9, tcp["bytes"] / 1e9)
         row["tcp"] = tcp
@@ -323,7 +366,9 @@ def fmt(v, spec):
 def table(rows):
     ours = next((r for r in rows if r["proxy"] == "dataplane"), None)
     lines = ["| proxy | h1 rps | h1 p50 ms | h1 p99 ms | h1 p99.9 ms | h1 CPU us/req | 64k rps | 64k CPU us/req "
-             "| h2c rps | h2c CPU us/req | TCP MB/s | TCP CPU s/GB | RSS start MB | "
+             "| h2c rps | h2c CPU us/req | TLS full hs/s | TLS full CPU us/hs | TLS resumed hs/s | "
+             "TLS resumed CPU us/(hs+req) | TLS keep-alive rps | TLS keep-alive CPU us/req "
+             "| TCP MB/s | TCP CPU s/GB | RSS start MB | "
              + " | ".join(f"RSS {n} idle MB (KB/conn)" for n in rows[0].get("idle", {}) or [])
              + " |"]
     lines.append("|" + "---|" * (lines[0].count("|") - 1))
@@ -335,6 +380,9 @@ def table(rows):
             f"{fmt(g('h1', 'p99_ms'), '.2f')} | {fmt(g('h1', 'p999_ms'), '.2f')} | {fmt(g('h1', 'cpu_us_per_req'), '.1f')} | "
             f"{fmt(g('h1_64k', 'rps'), '.0f')} | {fmt(g('h1_64k', 'cpu_us_per_req'), '.1f')} | "
             f"{fmt(g('h2', 'rps'), '.0f')} | {fmt(g('h2', 'cpu_us_per_req'), '.1f')} | "
+            f"{fmt(g('tls_full', 'per_s'), '.0f')} | {fmt(g('tls_full', 'cpu_us_per_hs'), '.0f')} | "
+            f"{fmt(g('tls_resumed', 'per_s'), '.0f')} | {fmt(g('tls_resumed', 'cpu_us_per_hs'), '.0f')} | "
+            f"{fmt(g('tls_keepalive', 'rps'), '.0f')} | {fmt(g('tls_keepalive', 'cpu_us_per_req'), '.1f')} | "
             f"{fmt(g('tcp', 'mb_s'), '.0f')} | {fmt(g('tcp', 'cpu_s_per_gb'), '.2f')} | {fmt(r.get('rss_start_mb'), '.1f')} | "
             f"{idle} |" + (f" error: {r['error']}" if "error" in r else ""))
     if ours and "h1" in ours:
@@ -345,7 +393,8 @@ def table(rows):
                 continue
             parts = []
             for key, field in (("h1", "cpu_us_per_req"), ("h1", "rps"), ("h2", "rps"), ("h2", "cpu_us_per_req"),
-                               ("tcp", "mb_s")):
+                               ("tls_full", "cpu_us_per_hs"), ("tls_full", "per_s"), ("tls_resumed", "cpu_us_per_hs"),
+                               ("tls_keepalive", "rps"), ("tls_keepalive", "cpu_us_per_req"), ("tcp", "mb_s")):
                 a, b = ours.get(key, {}).get(field), r.get(key, {}).get(field)
                 if a and b:
                     parts.append(f"{key} {field} {a / b:.2f}x")
@@ -363,7 +412,7 @@ def main():
     args.idle = [int(x) for x in args.idle.split(",") if x]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-    for tool in ("wrk", "h2load", "nginx", "haproxy", "iperf3", "envoy", "taskset"):
+    for tool in ("wrk", "h2load", "nginx", "haproxy", "iperf3", "envoy", "taskset", "openssl"):
         if not shutil.which(tool):
             sys.exit(f"{tool} missing: run bench/run.sh, which installs it")
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))

@@ -102,12 +102,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
     tokio::spawn(dataplane::listener::run(runtime.clone()));
     tokio::spawn(dataplane::upstream::dns::run(runtime.clone()));
-    // The API descriptors (~35 MB decoded) are needed only while config is translated.
-    tokio::spawn(async {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    // The API descriptors (~35 MB decoded) are needed only while config is translated: drop
+    // them once the initial config is applied, and after 10 s without a config change.
+    let watched = runtime.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut released_at_ready = false;
         loop {
             tick.tick().await;
-            if xds_types::descriptors::release_if_unused_for(std::time::Duration::from_secs(10)) {
+            let idle = if watched.is_ready() && !released_at_ready {
+                released_at_ready = true;
+                std::time::Duration::ZERO
+            } else {
+                std::time::Duration::from_secs(10)
+            };
+            if xds_types::descriptors::release_if_unused_for(idle) {
                 dataplane::memory::return_free_memory();
                 tracing::debug!("released the API descriptors until the next config change");
             }
@@ -146,10 +155,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 *dump = store.dump();
             }
             runtime.set_ready();
-            // A static proxy translates nothing more: drop the API descriptors now.
-            if xds_types::descriptors::release_if_unused_for(std::time::Duration::ZERO) {
-                dataplane::memory::return_free_memory();
-            }
         }
     }
     // Tests and scripts read the admin address from this line (the port may be 0).
