@@ -154,8 +154,6 @@ trait Protocol: Default + Send + 'static {
     const KIND: &'static str;
     fn node(req: &Self::Req) -> Option<&Node>;
     fn type_url(req: &Self::Req) -> &str;
-    /// The nonce the request answers (empty for a first request or a new subscription).
-    fn response_nonce(req: &Self::Req) -> &str;
     fn on_request(
         &mut self,
         req: &Self::Req,
@@ -176,9 +174,6 @@ impl Protocol for sotw::SotwState {
     }
     fn type_url(req: &Self::Req) -> &str {
         &req.type_url
-    }
-    fn response_nonce(req: &Self::Req) -> &str {
-        &req.response_nonce
     }
     fn on_request(
         &mut self,
@@ -207,9 +202,6 @@ impl Protocol for delta::DeltaState {
     }
     fn type_url(req: &Self::Req) -> &str {
         &req.type_url
-    }
-    fn response_nonce(req: &Self::Req) -> &str {
-        &req.response_nonce
     }
     fn on_request(
         &mut self,
@@ -265,44 +257,6 @@ impl Authorizer {
     }
 }
 
-/// How many streams may hold an unanswered response to a request with no nonce (a first
-/// request for a type, a new subscription) at once, across the server.
-///
-/// Those responses carry the whole set of a type (1,000 clusters is ~0.5 MB) and each stream
-/// builds its own copy; 10,000 proxies connecting together would otherwise hold 10,000 copies
-/// (measured: 6.9 GB resident). A stream waits for a slot before building such a response and
-/// frees it when the client answers it (ACK or NACK), or after [`INITIAL_SLOT_HOLD`] if it does
-/// not, so a stuck client cannot keep a slot. Later pushes (a changed resource) are small and
-/// go out without a slot.
-const INITIAL_SLOTS: usize = 64;
-const INITIAL_SLOT_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
-
-static INITIAL: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
-    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(INITIAL_SLOTS)));
-
-/// A slot held until the client answers or [`INITIAL_SLOT_HOLD`] passes.
-struct InitialSlot(Option<tokio::sync::oneshot::Sender<()>>);
-
-impl InitialSlot {
-    async fn acquire() -> Option<InitialSlot> {
-        let permit = INITIAL.clone().acquire_owned().await.ok()?;
-        let (answered, wait) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _ = tokio::time::timeout(INITIAL_SLOT_HOLD, wait).await;
-        });
-        Some(InitialSlot(Some(answered)))
-    }
-}
-
-impl Drop for InitialSlot {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
 /// One stream, from its first request to its end.
 async fn drive<P: Protocol>(
     mut requests: Streaming<P::Req>,
@@ -314,8 +268,6 @@ async fn drive<P: Protocol>(
 ) {
     let mut generation = cache.subscribe();
     let mut state = P::default();
-    // Slots held for unanswered whole-set responses, by type URL.
-    let mut slots: std::collections::HashMap<String, InitialSlot> = Default::default();
     let mut node: Option<Node> = None;
     let mut snapshot: Option<Arc<Snapshot>> = None;
     let resolve = |node: &Node, handle: &StreamHandle| {
@@ -352,13 +304,6 @@ async fn drive<P: Protocol>(
                     node = Some(n);
                 }
                 let url = P::type_url(&req).to_string();
-                if P::response_nonce(&req).is_empty() {
-                    if let Some(slot) = InitialSlot::acquire().await {
-                        slots.insert(url.clone(), slot);
-                    }
-                } else {
-                    slots.remove(&url);
-                }
                 let (outcome, response) = state.on_request(&req, snapshot.as_ref());
                 record(&handle, node.as_ref(), &url, &outcome, state.subscription(&url));
                 if let Some(r) = response && !send::<P>(&tx, &handle, r).await {
