@@ -79,13 +79,27 @@ impl Controlplane {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let stdout = child.stdout.take().context("controlplane stdout")?;
+        // The address line; a wrapper (a heap profiler) may print lines of its own first.
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let xds = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("xds="))
-            .with_context(|| format!("controlplane did not print its address: {line:?}"))?
-            .to_string();
+        let mut xds = None;
+        for _ in 0..10 {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                break;
+            }
+            xds = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("xds="))
+                .map(str::to_string);
+            if xds.is_some() {
+                break;
+            }
+        }
+        let xds =
+            xds.with_context(|| format!("controlplane did not print its address: {line:?}"))?;
+        // Keep reading (and dropping) what it prints, so it never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let path = dir.path().to_path_buf();
         Ok(Controlplane {
             child,
