@@ -60,6 +60,14 @@ impl DeltaState {
             _ => Outcome::Stale,
         };
         let first = !state.started;
+        // An ACK or NACK alone leaves the subscription as it is: no copy of the names (an EDS
+        // subscription holds a name per cluster, and every stream ACKs every push).
+        if !first
+            && req.resource_names_subscribe.is_empty()
+            && req.resource_names_unsubscribe.is_empty()
+        {
+            return (outcome, None);
+        }
         let (mut wildcard, mut names) = (state.sub.wildcard, state.sub.names.clone());
         if first {
             state.started = true;

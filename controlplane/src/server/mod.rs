@@ -154,6 +154,10 @@ trait Protocol: Default + Send + 'static {
     const KIND: &'static str;
     fn node(req: &Self::Req) -> Option<&Node>;
     fn type_url(req: &Self::Req) -> &str;
+    /// Whether the request may change the subscription (else the status keeps the last one).
+    fn may_resubscribe(_req: &Self::Req) -> bool {
+        true
+    }
     fn on_request(
         &mut self,
         req: &Self::Req,
@@ -197,6 +201,11 @@ impl Protocol for delta::DeltaState {
     type Req = DeltaDiscoveryRequest;
     type Resp = DeltaDiscoveryResponse;
     const KIND: &'static str = "delta";
+    fn may_resubscribe(req: &Self::Req) -> bool {
+        req.response_nonce.is_empty()
+            || !req.resource_names_subscribe.is_empty()
+            || !req.resource_names_unsubscribe.is_empty()
+    }
     fn node(req: &Self::Req) -> Option<&Node> {
         req.node.as_ref()
     }
@@ -305,7 +314,8 @@ async fn drive<P: Protocol>(
                 }
                 let url = P::type_url(&req).to_string();
                 let (outcome, response) = state.on_request(&req, snapshot.as_ref());
-                record(&handle, node.as_ref(), &url, &outcome, state.subscription(&url));
+                let sub = P::may_resubscribe(&req).then(|| state.subscription(&url)).flatten();
+                record(&handle, node.as_ref(), &url, &outcome, sub);
                 if let Some(r) = response && !send::<P>(&tx, &handle, r).await {
                     break;
                 }
