@@ -6,7 +6,9 @@
 //! descriptor cache is dropped after a quiet spell and the heap trimmed, once; the request
 //! path never calls this. (mimalloc, tried instead, kept 74 MB.)
 
-/// Returns the free memory of every malloc arena to the system (`malloc_trim(0)`).
+/// Returns the free memory of every malloc arena to the system (`malloc_trim(0)`), and the
+/// pages of the encoded descriptor set (3.3 MB of the binary's read-only data, read while
+/// decoding) to the page cache.
 pub fn return_free_memory() {
     // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it takes no
     // pointers from us and is documented as safe to call at any time from any thread.
@@ -14,9 +16,26 @@ pub fn return_free_memory() {
     unsafe {
         malloc_trim(0);
     }
+    let blob = xds_types::descriptors::encoded();
+    let page = 4096;
+    let start = (blob.as_ptr() as usize).div_ceil(page) * page;
+    let end = (blob.as_ptr() as usize + blob.len()) / page * page;
+    if end > start {
+        // SAFETY: the range lies inside a static in the binary's read-only data: a private
+        // file mapping nobody writes. MADV_DONTNEED drops its pages from this process's
+        // resident set; the next read faults them back in from the file, same bytes, so the
+        // static stays valid. Only whole pages inside the blob are passed.
+        #[allow(unsafe_code)]
+        unsafe {
+            madvise(start as *mut core::ffi::c_void, end - start, MADV_DONTNEED);
+        }
+    }
 }
+
+const MADV_DONTNEED: i32 = 4;
 
 #[allow(unsafe_code)]
 unsafe extern "C" {
     fn malloc_trim(pad: usize) -> i32;
+    fn madvise(addr: *mut core::ffi::c_void, len: usize, advice: i32) -> i32;
 }

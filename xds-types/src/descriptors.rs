@@ -36,6 +36,12 @@ pub fn message(full_name: &str) -> Option<MessageDescriptor> {
     pool().get_message_by_name(full_name)
 }
 
+/// The encoded descriptor set, as compiled into the binary (for callers that want to give
+/// its pages back to the system while it is not needed).
+pub fn encoded() -> &'static [u8] {
+    ENCODED
+}
+
 /// Drops the cached pool if nobody asked for it for `idle`; true if it was dropped. The memory
 /// is freed once the last descriptor handed out is dropped too; the next [`pool`] call decodes
 /// it again.
