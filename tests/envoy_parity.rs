@@ -14,7 +14,8 @@ use support::{Api, Controlplane, Dataplane, Envoy, eventually, free_port, http};
 
 /// The resources, for one proxy's listener port.
 fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
-    let eds = |name: &str, hosts: &[u16]| {
+    // An EDS cluster with `lb` (lb_policy and its config, or nothing) and one endpoint per port.
+    let lb_eds = |name: &str, lb: &str, hosts: &[u16]| {
         let endpoints: String = hosts
             .iter()
             .map(|p| format!("{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }} }},"))
@@ -25,6 +26,7 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
   name: {name}
   type: EDS
   connect_timeout: 0.5s
+  {lb}
   eds_cluster_config: {{ eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}
 - "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
   cluster_name: {name}
@@ -32,6 +34,7 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
 "#
         )
     };
+    let eds = |name: &str, hosts: &[u16]| lb_eds(name, "", hosts);
     let p = |n: &str| ports[n];
     // Endpoints with EDS health and priorities: (priority, port, health_status).
     let health = |name: &str, extra: &str, hosts: &[(u32, u16, &str)]| {
@@ -67,25 +70,8 @@ fn resources(port: u16, ports: &BTreeMap<&str, u16>) -> String {
 "#
         )
     };
-    let hashed = |name: &str, lb: &str| {
-        let endpoints: String = ["b1", "b2", "b3"]
-            .iter()
-            .map(|b| format!("{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }} }},", ports[b]))
-            .collect();
-        format!(
-            r#"
-- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
-  name: {name}
-  type: EDS
-  connect_timeout: 0.5s
-  {lb}
-  eds_cluster_config: {{ eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}
-- "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
-  cluster_name: {name}
-  endpoints: [ {{ lb_endpoints: [ {endpoints} ] }} ]
-"#
-        )
-    };
+    let three = [ports["b1"], ports["b2"], ports["b3"]];
+    let hashed = |name: &str, lb: &str| lb_eds(name, lb, &three);
     let clusters = [
         eds("b1", &[p("b1")]),
         eds("b2", &[p("b2")]),

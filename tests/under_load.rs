@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use support::backend::Backend;
-use support::config::{envoy_bootstrap, file, listener, routes, write};
+use support::config::{eds_cluster, envoy_bootstrap, file, listener, routes, write};
 use support::{Controlplane, Dataplane, eventually, free_port, http};
 
 const WORKERS: usize = 50;
@@ -103,22 +103,8 @@ impl Load {
 
 /// Cluster `name` over EDS with one endpoint per port.
 fn cluster(name: &str, ports: &[u16]) -> String {
-    let endpoints: String = ports
-        .iter()
-        .map(|p| format!("{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }} }},"))
-        .collect();
-    format!(
-        r#"
-- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
-  name: {name}
-  type: EDS
-  connect_timeout: 1s
-  eds_cluster_config: {{ eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}
-- "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
-  cluster_name: {name}
-  endpoints: [ {{ lb_endpoints: [ {endpoints} ] }} ]
-"#
-    )
+    let ports: Vec<u32> = ports.iter().copied().map(u32::from).collect();
+    eds_cluster(name, &ports)
 }
 
 struct Setup {

@@ -83,6 +83,15 @@ pub fn routes(name: &str, routes: &[(&str, &str)], header: Option<(&str, &str)>)
 
 /// An EDS cluster and its load assignment: one endpoint on 127.0.0.1:`port`.
 pub fn cluster(name: &str, port: u32) -> String {
+    eds_cluster(name, &[port])
+}
+
+/// An EDS cluster and its load assignment: one endpoint on 127.0.0.1 per port.
+pub fn eds_cluster(name: &str, ports: &[u32]) -> String {
+    let endpoints: String = ports
+        .iter()
+        .map(|p| format!("{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }} }},"))
+        .collect();
     format!(
         r#"
 - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
@@ -92,7 +101,7 @@ pub fn cluster(name: &str, port: u32) -> String {
   eds_cluster_config: {{ eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}
 - "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
   cluster_name: {name}
-  endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }} ] }} ]
+  endpoints: [ {{ lb_endpoints: [ {endpoints} ] }} ]
 "#
     )
 }
