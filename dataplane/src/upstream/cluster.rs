@@ -23,6 +23,22 @@ pub struct HostState {
     pub failures: AtomicU64,
 }
 
+impl HostState {
+    /// A host with its counters at zero.
+    pub fn new(addr: SocketAddr, hostname: String, weight: u32, healthy: bool) -> Self {
+        HostState {
+            addr,
+            authority: authority(addr),
+            hostname,
+            weight,
+            healthy,
+            active: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+}
+
 /// A cluster with its hosts by priority, the share of requests each priority takes, and a
 /// picker per priority.
 ///
@@ -81,16 +97,12 @@ impl UpstreamCluster {
                         })
                     });
                     kept.cloned().unwrap_or_else(|| {
-                        Arc::new(HostState {
-                            addr: h.addr,
-                            authority: authority(h.addr),
-                            hostname: h.hostname.clone(),
-                            weight: h.weight,
-                            healthy: h.healthy,
-                            active: AtomicU64::new(0),
-                            requests: AtomicU64::new(0),
-                            failures: AtomicU64::new(0),
-                        })
+                        Arc::new(HostState::new(
+                            h.addr,
+                            h.hostname.clone(),
+                            h.weight,
+                            h.healthy,
+                        ))
                     })
                 })
                 .collect();
@@ -219,16 +231,19 @@ pub(crate) mod tests {
 
     /// A healthy host with `active` requests in flight, for the policies' unit tests.
     pub(crate) fn host_with_active(active: u64) -> Arc<HostState> {
-        Arc::new(HostState {
-            addr: "127.0.0.1:1".parse().expect("an address"),
-            authority: authority("127.0.0.1:1".parse().expect("an address")),
-            hostname: String::new(),
-            weight: 1,
-            healthy: true,
-            active: AtomicU64::new(active),
-            requests: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-        })
+        test_host(1, active)
+    }
+
+    /// A healthy host of `weight` with `active` requests in flight.
+    pub(crate) fn test_host(weight: u32, active: u64) -> Arc<HostState> {
+        let host = HostState::new(
+            "127.0.0.1:1".parse().expect("an address"),
+            String::new(),
+            weight,
+            true,
+        );
+        host.active.store(active, Ordering::Relaxed);
+        Arc::new(host)
     }
 }
 

@@ -71,22 +71,7 @@ impl LeastRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU64;
-
-    fn host(weight: u32, active: u64) -> Arc<HostState> {
-        Arc::new(HostState {
-            addr: "127.0.0.1:1".parse().expect("an address"),
-            authority: crate::upstream::cluster::authority(
-                "127.0.0.1:1".parse().expect("an address"),
-            ),
-            hostname: String::new(),
-            weight,
-            healthy: true,
-            active: AtomicU64::new(active),
-            requests: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-        })
-    }
+    use crate::upstream::cluster::tests::test_host as host;
 
     #[test]
     fn prefers_the_idle_host() {

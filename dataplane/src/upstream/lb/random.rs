@@ -22,24 +22,11 @@ pub fn pick(hosts: &[Arc<HostState>]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU64;
+    use crate::upstream::cluster::tests::test_host;
 
     #[test]
     fn follows_the_weights() {
-        let host = |weight| {
-            Arc::new(HostState {
-                addr: "127.0.0.1:1".parse().expect("an address"),
-                authority: crate::upstream::cluster::authority(
-                    "127.0.0.1:1".parse().expect("an address"),
-                ),
-                hostname: String::new(),
-                weight,
-                healthy: true,
-                active: AtomicU64::new(0),
-                requests: AtomicU64::new(0),
-                failures: AtomicU64::new(0),
-            })
-        };
+        let host = |weight| test_host(weight, 0);
         let hosts = vec![host(3), host(1)];
         let first = (0..8000).filter(|_| pick(&hosts) == 0).count();
         // 6000 expected; the bound is > 10 standard deviations (~39) wide.
