@@ -203,10 +203,17 @@ pub fn ads_config_source(
             "only `ads: {}` is supported (every resource comes over the one ADS stream)",
         ));
     }
-    Ok(match &s.initial_fetch_timeout {
+    Ok(initial_fetch_timeout(s))
+}
+
+/// A config source's `initial_fetch_timeout`: 15 s by default, `None` (wait forever) for 0.
+pub fn initial_fetch_timeout(
+    s: &xds_types::pb::envoy::config::core::v3::ConfigSource,
+) -> Option<Duration> {
+    match &s.initial_fetch_timeout {
         None => Some(DEFAULT_INITIAL_FETCH_TIMEOUT),
         Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
-    })
+    }
 }
 
 /// Decodes a typed config of the given message out of an `Any`.

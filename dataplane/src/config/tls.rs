@@ -443,9 +443,6 @@ fn sds<T>(s: &SdsSecretConfig) -> FieldResult<Source<T>> {
     Ok(Source::Sds {
         name: file_key(&path, &s.name),
         origin: Origin::File(path),
-        fetch_timeout: match &source.initial_fetch_timeout {
-            None => Some(super::DEFAULT_INITIAL_FETCH_TIMEOUT),
-            Some(d) => Some(super::duration(d)).filter(|d| !d.is_zero()),
-        },
+        fetch_timeout: super::initial_fetch_timeout(source),
     })
 }
