@@ -74,21 +74,17 @@ pub fn certificate(
     secrets: &Secrets,
     deps: &mut Vec<Arc<Secret>>,
 ) -> Result<Arc<CertifiedKey>, String> {
-    match source {
-        Source::Inline(k) => Ok(k.clone()),
-        Source::Sds { name, .. } => {
-            let secret = secrets
-                .get(name)
-                .ok_or_else(|| format!("secret \"{name}\" has not arrived"))?;
-            deps.push(secret.clone());
-            match &secret.kind {
-                SecretKind::Certificate(k) => Ok(k.clone()),
-                SecretKind::Validation(_) => Err(format!(
-                    "secret \"{name}\" is a validation_context, not a tls_certificate"
-                )),
-            }
-        }
-    }
+    resolve(
+        source,
+        secrets,
+        deps,
+        "tls_certificate",
+        "validation_context",
+        |k| match k {
+            SecretKind::Certificate(k) => Some(k.clone()),
+            SecretKind::Validation(_) => None,
+        },
+    )
 }
 
 /// A validation context from its source; see [`certificate`].
@@ -97,6 +93,29 @@ pub fn validation(
     secrets: &Secrets,
     deps: &mut Vec<Arc<Secret>>,
 ) -> Result<Arc<Validation>, String> {
+    resolve(
+        source,
+        secrets,
+        deps,
+        "validation_context",
+        "tls_certificate",
+        |k| match k {
+            SecretKind::Validation(v) => Some(v.clone()),
+            SecretKind::Certificate(_) => None,
+        },
+    )
+}
+
+/// The value a source names: inline, or the SDS secret of that name if it is the kind
+/// `wanted` (`pick` takes it out; `other` names the kind it is otherwise).
+fn resolve<T>(
+    source: &Source<T>,
+    secrets: &Secrets,
+    deps: &mut Vec<Arc<Secret>>,
+    wanted: &str,
+    other: &str,
+    pick: impl Fn(&SecretKind) -> Option<Arc<T>>,
+) -> Result<Arc<T>, String> {
     match source {
         Source::Inline(v) => Ok(v.clone()),
         Source::Sds { name, .. } => {
@@ -104,12 +123,8 @@ pub fn validation(
                 .get(name)
                 .ok_or_else(|| format!("secret \"{name}\" has not arrived"))?;
             deps.push(secret.clone());
-            match &secret.kind {
-                SecretKind::Validation(v) => Ok(v.clone()),
-                SecretKind::Certificate(_) => Err(format!(
-                    "secret \"{name}\" is a tls_certificate, not a validation_context"
-                )),
-            }
+            pick(&secret.kind)
+                .ok_or_else(|| format!("secret \"{name}\" is a {other}, not a {wanted}"))
         }
     }
 }
