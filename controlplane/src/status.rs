@@ -31,7 +31,7 @@ pub struct TypeStatus {
     pub nonce_sent: Option<String>,
     pub version_acked: Option<String>,
     /// Names the proxy subscribed to (empty for a wildcard subscription).
-    pub subscribed: Vec<String>,
+    pub subscribed: crate::server::names::Names,
     pub wildcard: bool,
     pub last_nack: Option<Nack>,
 }

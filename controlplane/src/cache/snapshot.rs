@@ -4,9 +4,13 @@
 //! that sends it, so a push to 10,000 proxies is not 10,000 encodes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use prost::Message;
 use xds_types::Any;
+use xds_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryResponse, DiscoveryResponse, Resource,
+};
 use xds_types::resource::{ResourceError, name_of};
 
 /// One resource of a snapshot, encoded once.
@@ -17,6 +21,60 @@ pub struct EncodedResource {
     /// `initial_resource_versions` is compared against.
     pub version: String,
     pub any: Any,
+    /// The resource as one `resources` entry of a SotW / Delta response, on the wire (field
+    /// key, length, message), made on first use: a response is its head followed by these
+    /// bytes, copied straight into the stream's outgoing chunks (see `server::wire`).
+    sotw_entry: OnceLock<Box<[u8]>>,
+    delta_entry: OnceLock<Box<[u8]>>,
+}
+
+impl EncodedResource {
+    pub fn new(name: String, version: String, any: Any) -> Self {
+        EncodedResource {
+            name,
+            version,
+            any,
+            sotw_entry: OnceLock::new(),
+            delta_entry: OnceLock::new(),
+        }
+    }
+
+    /// This resource as an entry of `DiscoveryResponse.resources`: a response with only
+    /// this resource encodes to exactly that field, and protobuf concatenation merges
+    /// repeated fields, so head + entries is the whole response.
+    pub fn sotw_entry(&self) -> &[u8] {
+        self.sotw_entry.get_or_init(|| {
+            DiscoveryResponse {
+                resources: vec![self.any.clone()],
+                ..Default::default()
+            }
+            .encode_to_vec()
+            .into_boxed_slice()
+        })
+    }
+
+    /// This resource as an entry of `DeltaDiscoveryResponse.resources` (see
+    /// [`Self::sotw_entry`]).
+    pub fn delta_entry(&self) -> &[u8] {
+        self.delta_entry.get_or_init(|| {
+            DeltaDiscoveryResponse {
+                resources: vec![self.delta_resource()],
+                ..Default::default()
+            }
+            .encode_to_vec()
+            .into_boxed_slice()
+        })
+    }
+
+    /// This resource as a Delta `Resource` message.
+    pub fn delta_resource(&self) -> Resource {
+        Resource {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            resource: Some(self.any.clone()),
+            ..Default::default()
+        }
+    }
 }
 
 /// Resources by name, for one type.
@@ -70,7 +128,7 @@ impl Snapshot {
             let version = content_version(&any.value);
             map.insert(
                 name.clone(),
-                Arc::new(EncodedResource { name, version, any }),
+                Arc::new(EncodedResource::new(name, version, any)),
             );
         }
         Ok(Snapshot {

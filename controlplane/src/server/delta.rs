@@ -8,13 +8,13 @@
 
 use std::collections::HashMap;
 
-use xds_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-};
+use xds_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use xds_types::type_url;
 
 use super::Outcome;
+use super::names::Names;
 use super::stream::TypeSubscription;
+use super::wire::DeltaResponse;
 use std::sync::Arc;
 
 use crate::cache::Snapshot;
@@ -42,7 +42,7 @@ impl DeltaState {
         &mut self,
         req: &DeltaDiscoveryRequest,
         snapshot: Option<&Arc<Snapshot>>,
-    ) -> (Outcome, Option<DeltaDiscoveryResponse>) {
+    ) -> (Outcome, Option<DeltaResponse>) {
         let url = req.type_url.as_str();
         let state = self.types.entry(url.to_string()).or_default();
         let outcome = match (req.response_nonce.as_str(), &state.last_nonce) {
@@ -68,7 +68,7 @@ impl DeltaState {
         {
             return (outcome, None);
         }
-        let (mut wildcard, mut names) = (state.sub.wildcard, state.sub.names.clone());
+        let (mut wildcard, mut names) = (state.sub.wildcard, (*state.sub.names).clone());
         if first {
             state.started = true;
             // What the client already has, from a previous stream.
@@ -100,7 +100,7 @@ impl DeltaState {
     }
 
     /// The responses a new snapshot calls for, in ADS order.
-    pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<DeltaDiscoveryResponse> {
+    pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<DeltaResponse> {
         let mut urls: Vec<String> = self.types.keys().cloned().collect();
         urls.sort_by_key(|u| {
             type_url::ALL
@@ -118,7 +118,7 @@ impl DeltaState {
         url: &str,
         snapshot: &Arc<Snapshot>,
         first: bool,
-    ) -> Option<DeltaDiscoveryResponse> {
+    ) -> Option<DeltaResponse> {
         let state = self.types.get_mut(url)?;
         let diff = state.sub.diff(snapshot, url);
         state.sub.mark_sent(snapshot);
@@ -129,30 +129,20 @@ impl DeltaState {
         self.version = snapshot.version.clone();
         let nonce = self.nonce.to_string();
         state.last_nonce = Some(nonce.clone());
-        Some(DeltaDiscoveryResponse {
+        Some(DeltaResponse {
             system_version_info: snapshot.version.clone(),
-            resources: diff
-                .changed
-                .iter()
-                .map(|r| Resource {
-                    name: r.name.clone(),
-                    version: r.version.clone(),
-                    resource: Some(r.any.clone()),
-                    ..Default::default()
-                })
-                .collect(),
+            resources: diff.changed,
             type_url: url.to_string(),
             removed_resources: diff.removed,
             nonce,
-            ..Default::default()
         })
     }
 
     /// Names this stream subscribed to for a type, and whether it is a wildcard subscription.
-    pub fn subscription(&self, url: &str) -> Option<(bool, Vec<String>)> {
+    pub fn subscription(&self, url: &str) -> Option<(bool, Names)> {
         self.types
             .get(url)
-            .map(|t| (t.sub.wildcard, t.sub.names.iter().cloned().collect()))
+            .map(|t| (t.sub.wildcard, t.sub.names.clone()))
     }
 }
 

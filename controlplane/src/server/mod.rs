@@ -5,27 +5,27 @@
 //! ([`sotw::SotwState`] or [`delta::DeltaState`]), which says what to send. The state machines
 //! share their subscription bookkeeping ([`stream::TypeSubscription`]).
 //!
-//! Encoding: every resource was encoded once when its snapshot was built; a response clones
-//! those bytes into its `resources` (a memcpy, never a protobuf encode of the resource again).
+//! Encoding: every resource was encoded once when its snapshot was built; a response holds the
+//! snapshot's resources and copies their bytes into the stream's outgoing chunks as the client
+//! reads them ([`wire`], [`grpc`]), never a protobuf encode of the resource again.
 
 pub mod delta;
+pub mod grpc;
+pub mod names;
 pub mod sotw;
 pub mod stream;
+pub mod wire;
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status};
 use tracing::{debug, info, warn};
 use xds_types::pb::envoy::config::core::v3::Node;
-use xds_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use xds_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use xds_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use xds_types::type_url::short_name;
+
+use wire::{DeltaResponse, SotwResponse, WireMessage};
 
 use crate::cache::{Snapshot, SnapshotCache};
 use crate::status::{Nack, ProxyRegistry, StreamHandle, now};
@@ -81,15 +81,15 @@ impl AdsServer {
         self
     }
 
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
-        // Large snapshots (thousands of clusters) exceed tonic's 4 MB default.
-        AggregatedDiscoveryServiceServer::new(self).max_decoding_message_size(64 << 20)
+    pub fn into_service(self) -> grpc::AdsService {
+        grpc::AdsService::new(self)
     }
 
+    /// Starts driving one stream; returns what it will send.
     fn start<P: Protocol>(
         &self,
-        request: Request<Streaming<P::Req>>,
-    ) -> ReceiverStream<Result<P::Resp, Status>> {
+        request: Request<grpc::Requests<P::Req>>,
+    ) -> mpsc::Receiver<Result<P::Resp, Status>> {
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -123,34 +123,14 @@ impl AdsServer {
             },
         );
         tokio::spawn(run);
-        ReceiverStream::new(rx)
-    }
-}
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsServer {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.start::<sotw::SotwState>(request)))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.start::<delta::DeltaState>(request)))
+        rx
     }
 }
 
 /// What the stream driver needs of a protocol's state machine.
 trait Protocol: Default + Send + 'static {
-    type Req: Send + 'static;
-    type Resp: Send + 'static;
+    type Req: prost::Message + Default + Send + 'static;
+    type Resp: WireMessage + Unpin;
     const KIND: &'static str;
     fn node(req: &Self::Req) -> Option<&Node>;
     fn type_url(req: &Self::Req) -> &str;
@@ -166,12 +146,12 @@ trait Protocol: Default + Send + 'static {
     fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Self::Resp>;
     /// Type URL, version and nonce of a response.
     fn sent(resp: &Self::Resp) -> (&str, &str, &str);
-    fn subscription(&self, url: &str) -> Option<(bool, Vec<String>)>;
+    fn subscription(&self, url: &str) -> Option<(bool, names::Names)>;
 }
 
 impl Protocol for sotw::SotwState {
     type Req = DiscoveryRequest;
-    type Resp = DiscoveryResponse;
+    type Resp = SotwResponse;
     const KIND: &'static str = "sotw";
     fn node(req: &Self::Req) -> Option<&Node> {
         req.node.as_ref()
@@ -192,14 +172,14 @@ impl Protocol for sotw::SotwState {
     fn sent(resp: &Self::Resp) -> (&str, &str, &str) {
         (&resp.type_url, &resp.version_info, &resp.nonce)
     }
-    fn subscription(&self, url: &str) -> Option<(bool, Vec<String>)> {
+    fn subscription(&self, url: &str) -> Option<(bool, names::Names)> {
         sotw::SotwState::subscription(self, url)
     }
 }
 
 impl Protocol for delta::DeltaState {
     type Req = DeltaDiscoveryRequest;
-    type Resp = DeltaDiscoveryResponse;
+    type Resp = DeltaResponse;
     const KIND: &'static str = "delta";
     fn may_resubscribe(req: &Self::Req) -> bool {
         req.response_nonce.is_empty()
@@ -225,7 +205,7 @@ impl Protocol for delta::DeltaState {
     fn sent(resp: &Self::Resp) -> (&str, &str, &str) {
         (&resp.type_url, &resp.system_version_info, &resp.nonce)
     }
-    fn subscription(&self, url: &str) -> Option<(bool, Vec<String>)> {
+    fn subscription(&self, url: &str) -> Option<(bool, names::Names)> {
         delta::DeltaState::subscription(self, url)
     }
 }
@@ -268,7 +248,7 @@ impl Authorizer {
 
 /// One stream, from its first request to its end.
 async fn drive<P: Protocol>(
-    mut requests: Streaming<P::Req>,
+    mut requests: grpc::Requests<P::Req>,
     tx: mpsc::Sender<Result<P::Resp, Status>>,
     cache: SnapshotCache,
     handle: StreamHandle,
@@ -356,7 +336,7 @@ fn record(
     node: Option<&Node>,
     url: &str,
     outcome: &Outcome,
-    sub: Option<(bool, Vec<String>)>,
+    sub: Option<(bool, names::Names)>,
 ) {
     let id = node.map(|n| n.id.as_str()).unwrap_or_default();
     handle.update_type(url, |t| {

@@ -7,11 +7,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use xds_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use xds_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use xds_types::type_url;
 
 use super::Outcome;
+use super::names::Names;
 use super::stream::TypeSubscription;
+use super::wire::SotwResponse;
 use std::sync::Arc;
 
 use crate::cache::Snapshot;
@@ -37,7 +39,7 @@ impl SotwState {
         &mut self,
         req: &DiscoveryRequest,
         snapshot: Option<&Arc<Snapshot>>,
-    ) -> (Outcome, Option<DiscoveryResponse>) {
+    ) -> (Outcome, Option<SotwResponse>) {
         let url = req.type_url.as_str();
         let state = self.types.entry(url.to_string()).or_default();
         let outcome = match (&state.last, req.response_nonce.as_str()) {
@@ -76,7 +78,7 @@ impl SotwState {
     }
 
     /// The responses a new snapshot calls for, in ADS order (CDS, EDS, LDS, RDS, SDS).
-    pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<DiscoveryResponse> {
+    pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<SotwResponse> {
         let mut urls: Vec<String> = self.types.keys().cloned().collect();
         urls.sort_by_key(|u| {
             type_url::ALL
@@ -94,7 +96,7 @@ impl SotwState {
         url: &str,
         snapshot: &Arc<Snapshot>,
         requested: bool,
-    ) -> Option<DiscoveryResponse> {
+    ) -> Option<SotwResponse> {
         let state = self.types.get_mut(url)?;
         let resources = snapshot.resources(url);
         let diff = state.sub.diff(snapshot, url);
@@ -109,33 +111,32 @@ impl SotwState {
             state.sub.mark_sent(snapshot);
             return None;
         }
-        let anys = if full {
+        let resources = if full {
             resources
                 .values()
                 .filter(|r| state.sub.in_scope(&r.name))
-                .map(|r| r.any.clone())
+                .cloned()
                 .collect()
         } else {
-            diff.changed.iter().map(|r| r.any.clone()).collect()
+            diff.changed
         };
         state.sub.mark_sent(snapshot);
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         state.last = Some((nonce.clone(), snapshot.version.clone()));
-        Some(DiscoveryResponse {
+        Some(SotwResponse {
             version_info: snapshot.version.clone(),
-            resources: anys,
+            resources,
             type_url: url.to_string(),
             nonce,
-            ..Default::default()
         })
     }
 
     /// Names this stream subscribed to for a type, and whether it is a wildcard subscription.
-    pub fn subscription(&self, url: &str) -> Option<(bool, Vec<String>)> {
+    pub fn subscription(&self, url: &str) -> Option<(bool, Names)> {
         self.types
             .get(url)
-            .map(|t| (t.sub.wildcard, t.sub.names.iter().cloned().collect()))
+            .map(|t| (t.sub.wildcard, t.sub.names.clone()))
     }
 }
 

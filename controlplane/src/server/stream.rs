@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use super::names::Names;
 use crate::cache::{EncodedResource, Snapshot};
 
 /// One type URL's subscription on one stream, and what its client holds.
@@ -21,7 +22,7 @@ pub struct TypeSubscription {
     /// Subscribed to every resource of the type (wildcard).
     pub wildcard: bool,
     /// Names subscribed explicitly (beside the wildcard, if any).
-    pub names: BTreeSet<String>,
+    pub names: Names,
     base: Option<Arc<Snapshot>>,
     /// Exceptions to `base`: the version the client holds, or `None` for nothing.
     overrides: HashMap<String, Option<String>>,
@@ -70,14 +71,14 @@ impl TypeSubscription {
     /// Replaces the subscription. Names that enter the scope are not held by the client
     /// (so subscribing again resends them). Returns whether the subscription changed.
     pub fn set_names(&mut self, url: &str, wildcard: bool, names: BTreeSet<String>) -> bool {
-        if self.wildcard == wildcard && self.names == names {
+        if self.wildcard == wildcard && *self.names == names {
             return false;
         }
         if wildcard && !self.wildcard {
             // Every name not in scope before enters it: hold on to what the client had of
             // the explicit names and say it has nothing else.
             let mut held = self.overrides.clone();
-            for name in &self.names {
+            for name in self.names.iter() {
                 if !held.contains_key(name) {
                     held.insert(name.clone(), self.held(url, name).map(str::to_string));
                 }
@@ -98,7 +99,7 @@ impl TypeSubscription {
             self.overrides.retain(|n, _| keep(n));
         }
         self.wildcard = wildcard;
-        self.names = names;
+        self.names = Names::intern(names);
         true
     }
 
@@ -172,7 +173,9 @@ impl TypeSubscription {
     /// diff against it was sent, or was empty).
     pub fn mark_sent(&mut self, snapshot: &Arc<Snapshot>) {
         self.base = Some(snapshot.clone());
-        self.overrides.clear();
+        // Drop the table, not just its entries: after a first EDS request it has a slot per
+        // subscribed name (~100 KB for 1,000 names), and most streams never need it again.
+        self.overrides = HashMap::new();
     }
 }
 

@@ -32,7 +32,7 @@ fn req(sub: &[&str], unsub: &[&str], nonce: &str) -> DeltaDiscoveryRequest {
     }
 }
 
-fn names(r: &DeltaDiscoveryResponse) -> Vec<&str> {
+fn names(r: &DeltaResponse) -> Vec<&str> {
     r.resources.iter().map(|r| r.name.as_str()).collect()
 }
 

@@ -171,7 +171,7 @@ fn eds_sends_only_names_asked_for_and_only_what_changed() {
     let rs = st.on_snapshot(&s2);
     assert_eq!(rs.len(), 1);
     assert_eq!(
-        xds_types::resource::name_of(&rs[0].resources[0]).unwrap(),
+        xds_types::resource::name_of(&rs[0].resources[0].any).unwrap(),
         "a"
     );
     assert_eq!(rs[0].resources.len(), 1);
@@ -198,7 +198,10 @@ fn resource_names_change_is_answered_at_once() {
         1,
         "only the newly asked name: 'a' is unchanged"
     );
-    assert_eq!(xds_types::resource::name_of(&r2.resources[0]).unwrap(), "b");
+    assert_eq!(
+        xds_types::resource::name_of(&r2.resources[0].any).unwrap(),
+        "b"
+    );
 }
 
 #[test]
