@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod cache;
 pub mod cli;
+pub mod memory;
 pub mod server;
 pub mod source;
 pub mod status;

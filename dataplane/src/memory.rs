@@ -10,12 +10,7 @@
 /// pages of the encoded descriptor set (3.3 MB of the binary's read-only data, read while
 /// decoding) to the page cache.
 pub fn return_free_memory() {
-    // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it takes no
-    // pointers from us and is documented as safe to call at any time from any thread.
-    #[allow(unsafe_code)]
-    unsafe {
-        malloc_trim(0);
-    }
+    xds_types::heap::release_free_memory();
     let blob = xds_types::descriptors::encoded();
     let page = 4096;
     let start = (blob.as_ptr() as usize).div_ceil(page) * page;
@@ -36,6 +31,5 @@ const MADV_DONTNEED: i32 = 4;
 
 #[allow(unsafe_code)]
 unsafe extern "C" {
-    fn malloc_trim(pad: usize) -> i32;
     fn madvise(addr: *mut core::ffi::c_void, len: usize, advice: i32) -> i32;
 }

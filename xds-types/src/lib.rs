@@ -10,6 +10,7 @@
 
 pub mod descriptors;
 pub mod format;
+pub mod heap;
 pub mod resource;
 pub mod type_url;
 pub mod validate;

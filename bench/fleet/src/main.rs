@@ -129,6 +129,24 @@ impl Controlplane {
             .unwrap_or(0.0);
         (ticks / 100.0, pages * 4096.0 / 1e6)
     }
+
+    /// The highest RSS so far in MB (VmHWM), from /proc.
+    fn peak_rss(&self) -> f64 {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb * 1024.0 / 1e6)
+    }
+
+    /// RSS once the controlplane has been quiet for a few seconds (it gives memory back after
+    /// bursts), with every stream still connected.
+    async fn settled_rss(&self) -> f64 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        self.usage().1
+    }
 }
 
 struct Fleet {
@@ -241,6 +259,11 @@ async fn run_one(args: &Args, n: usize, mode: Mode) -> anyhow::Result<()> {
         cpu0,
         rss0
     );
+    println!(
+        "  settled: RSS {:.0} MB with {n} streams connected, 4 s after the sync (peak so far {:.0} MB)",
+        cp.settled_rss().await,
+        cp.peak_rss()
+    );
 
     // One endpoint changes.
     shape.svc0_port += 1;
@@ -315,6 +338,11 @@ async fn run_one(args: &Args, n: usize, mode: Mode) -> anyhow::Result<()> {
         pushes.iter().max().unwrap_or(&0),
         cpu3 - cpu2,
         rss3
+    );
+    println!(
+        "  settled: RSS {:.0} MB with {n} streams connected, 4 s after the storm (peak {:.0} MB)",
+        cp.settled_rss().await,
+        cp.peak_rss()
     );
     if backwards > 0 {
         bail!("{backwards} clients were sent a version older than one they had");

@@ -116,6 +116,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !crate::source::watch::reload(&args.config, options, &mut versioner, &cache, &source) {
         error!("the initial config was refused: serving nothing until it is fixed");
     }
+    tokio::spawn(crate::memory::trim_after_bursts(
+        std::time::Duration::from_secs(1),
+    ));
     tokio::spawn(crate::source::watch::run(
         args.config.clone(),
         options,

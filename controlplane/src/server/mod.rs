@@ -328,6 +328,7 @@ async fn send<P: Protocol>(
         t.version_sent = Some(version);
         t.nonce_sent = Some(nonce);
     });
+    crate::memory::note_activity();
     tx.send(Ok(resp)).await.is_ok()
 }
 

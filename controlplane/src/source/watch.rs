@@ -29,6 +29,8 @@ pub fn reload(
     cache: &SnapshotCache,
     status: &SourceStatus,
 ) -> bool {
+    // Parsing a large directory allocates far more than the snapshot it yields.
+    crate::memory::note_activity();
     let result = load_dir(dir, options).and_then(|loaded| {
         let warnings = loaded.warnings.clone();
         versioner.version(loaded).map(|groups| (groups, warnings))
