@@ -138,6 +138,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let runtime = runtime.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(timeout).await;
+                    // Nor do listeners wait for clusters any longer.
+                    runtime.clusters_arrived();
                     if !runtime.is_ready() {
                         tracing::warn!(
                             ?timeout,

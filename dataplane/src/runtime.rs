@@ -3,9 +3,10 @@
 //! Convert, then publish once: a new snapshot is built to the side (config + runtime clusters)
 //! and stored with one swap. A request loads it once and keeps that `Arc` to its end.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -13,11 +14,24 @@ use tokio::sync::watch;
 use crate::config::cluster::Discovery;
 use crate::config::{Config, LoadAssignment, NameMap, Secret};
 use crate::upstream::UpstreamCluster;
+use crate::upstream::warming::{State, Warming};
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// The config as received: every cluster, warming or not.
     pub config: Config,
+    /// The active clusters (what requests use): a warming cluster is absent, or its
+    /// previous version serves (upstream/warming.rs).
     pub clusters: NameMap<Arc<UpstreamCluster>>,
+    /// The clusters warming for their SDS secrets, and until when (`None`: forever).
+    pub warming: BTreeMap<String, Option<Instant>>,
+}
+
+impl Snapshot {
+    /// When the next warming cluster gives up waiting for its secrets.
+    pub fn next_warming_deadline(&self) -> Option<Instant> {
+        self.warming.values().flatten().min().copied()
+    }
 }
 
 /// The shared state of the process.
@@ -26,6 +40,13 @@ pub struct Runtime {
     current: ArcSwap<Snapshot>,
     changed: watch::Sender<u64>,
     ready: AtomicBool,
+    /// An xDS client will deliver clusters (CDS) that have not arrived yet.
+    cds_pending: AtomicBool,
+    /// The initial clusters are all warm (Envoy's cluster manager initialized): listeners may
+    /// start. Set once, never cleared.
+    clusters_initialized: AtomicBool,
+    /// Which cluster versions are warming for their SDS secrets, since when.
+    warming: std::sync::Mutex<Warming>,
     /// The latest answers for DNS clusters (upstream/dns.rs), by cluster name.
     resolved: std::sync::Mutex<HashMap<String, Arc<LoadAssignment>>>,
     /// Secrets read from SDS files (tls/files.rs), by key (`config::tls::file_key`); merged
@@ -41,6 +62,9 @@ impl Default for Runtime {
             current: ArcSwap::from_pointee(Snapshot::default()),
             changed: watch::channel(0).0,
             ready: AtomicBool::new(false),
+            cds_pending: AtomicBool::new(false),
+            clusters_initialized: AtomicBool::new(false),
+            warming: Default::default(),
             resolved: Default::default(),
             file_secrets: Default::default(),
             dump: std::sync::Mutex::new(serde_json::json!({ "configs": [] })),
@@ -94,29 +118,81 @@ impl Runtime {
         }
         let previous = self.current.load();
         let empty = Default::default();
-        let clusters = config
-            .clusters
-            .iter()
-            .map(|(name, c)| {
-                let assignment = match &c.discovery {
-                    Discovery::Static(la) => la,
-                    Discovery::Eds(service) => config
-                        .endpoints
-                        .get(service)
-                        .map(|a| a.as_ref())
-                        .unwrap_or(&empty),
-                    Discovery::Dns(_) => resolved.get(name).map(|a| a.as_ref()).unwrap_or(&empty),
-                };
-                let upstream = UpstreamCluster::new(
-                    c.clone(),
-                    assignment,
-                    previous.clusters.get(name).map(|c| c.as_ref()),
-                );
-                (name.clone(), Arc::new(upstream))
-            })
-            .collect();
-        self.current.store(Arc::new(Snapshot { config, clusters }));
+        let now = Instant::now();
+        let mut warming = self.warming.lock().unwrap_or_else(|p| p.into_inner());
+        warming.retain(|name| config.clusters.contains_key(name));
+        let mut waiting = BTreeMap::new();
+        let mut clusters = NameMap::default();
+        for (name, c) in &config.clusters {
+            let old = previous.clusters.get(name);
+            // The version that serves: this one once warm, else the previous one (if any).
+            let serving = match warming.check(c, &config.secrets, now) {
+                State::Active => c.clone(),
+                State::Warming(deadline) => {
+                    waiting.insert(name.clone(), deadline);
+                    match old {
+                        Some(old) => old.config.clone(),
+                        None => continue,
+                    }
+                }
+            };
+            let assignment = match &serving.discovery {
+                Discovery::Static(la) => la,
+                Discovery::Eds(service) => config
+                    .endpoints
+                    .get(service)
+                    .map(|a| a.as_ref())
+                    .unwrap_or(&empty),
+                Discovery::Dns(_) => resolved.get(name).map(|a| a.as_ref()).unwrap_or(&empty),
+            };
+            let upstream =
+                UpstreamCluster::new(serving.clone(), assignment, old.map(|c| c.as_ref()));
+            clusters.insert(name.clone(), Arc::new(upstream));
+        }
+        drop(warming);
+        self.current.store(Arc::new(Snapshot {
+            config,
+            clusters,
+            warming: waiting,
+        }));
         self.changed.send_modify(|g| *g += 1);
+    }
+
+    /// Rebuilds the current snapshot from its own config: a warming cluster whose deadline
+    /// passed becomes active.
+    pub fn refresh(&self) {
+        let resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        let config = self.load().config.clone();
+        self.build_and_store(config, &resolved);
+    }
+
+    /// An xDS client will deliver clusters: listeners wait for them (and for them to warm)
+    /// before starting, as Envoy starts LDS only once its cluster manager is initialized.
+    pub fn expect_clusters(&self) {
+        if !self.clusters_initialized.load(Ordering::Relaxed) {
+            self.cds_pending.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The first CDS response has been applied (or its initial fetch gave up).
+    pub fn clusters_arrived(&self) {
+        if self.cds_pending.swap(false, Ordering::Relaxed) {
+            self.changed.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// Whether the initial clusters have all warmed (or given up warming): Envoy's cluster
+    /// manager initialization, after which listeners start. Latched: clusters added later
+    /// warm without holding listeners back.
+    pub fn clusters_initialized(&self) -> bool {
+        if self.clusters_initialized.load(Ordering::Relaxed) {
+            return true;
+        }
+        let done = !self.cds_pending.load(Ordering::Relaxed) && self.load().warming.is_empty();
+        if done {
+            self.clusters_initialized.store(true, Ordering::Relaxed);
+        }
+        done
     }
 
     /// The current answer for a DNS cluster, if resolved.

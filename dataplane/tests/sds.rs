@@ -289,3 +289,152 @@ async fn certificate_files_rotate_through_file_sds() -> anyhow::Result<()> {
     assert_eq!(long.get("sds.example", "/again").await?.status(), 200);
     Ok(())
 }
+
+/// A cluster whose upstream CA comes over SDS as `secret`; `fetch` adds to its sds_config.
+fn warming_cluster(backend: u16, secret: &str, fetch: &str) -> String {
+    format!(
+        r#""@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+name: secure
+type: STATIC
+connect_timeout: 1s
+load_assignment:
+  cluster_name: secure
+  endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }} }} ] }} ]
+transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+    sni: backend.test
+    common_tls_context:
+      validation_context_sds_secret_config:
+        name: {secret}
+        sds_config: {{ ads: {{}}, resource_api_version: V3 {fetch} }}
+"#
+    )
+}
+
+fn ca_secret(name: &str, pem: &str) -> String {
+    format!(
+        "\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\nname: {name}\nvalidation_context: {{ trusted_ca: {{ inline_string: {} }} }}\n",
+        yaml(pem)
+    )
+}
+
+/// A plaintext listener routing everything to the cluster `secure`.
+fn front(port: u16) -> String {
+    format!(
+        r#""@type": type.googleapis.com/envoy.config.listener.v3.Listener
+name: front
+address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: front
+      route_config:
+        virtual_hosts:
+        - {{ name: all, domains: ["*"], routes: [ {{ match: {{ prefix: "/" }}, route: {{ cluster: secure }} }} ] }}
+      http_filters:
+      - name: envoy.filters.http.router
+        typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"#
+    )
+}
+
+/// Envoy's cluster warming for SDS, end to end from our controlplane: a cluster whose CA
+/// secret has not arrived is not used, and at startup the listeners wait for it (Envoy starts
+/// LDS once its clusters are warm), so no request ever sees a 503 for it. A replaced cluster
+/// keeps serving its previous version while the new one warms, and a version whose secret
+/// never comes is used without it after initial_fetch_timeout (503 then, as in Envoy).
+#[tokio::test]
+async fn clusters_warm_until_their_secrets_arrive() -> anyhow::Result<()> {
+    use support::{get, send};
+    install_provider();
+    let ca = Ca::new("backend ca");
+    let leaf = ca.leaf("backend", &["backend.test"], &[], false);
+    let (backend, _) = support::tls::backend(&leaf, None).await?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port().await?;
+    let write = |file: &str, text: String| std::fs::write(dir.path().join(file), text);
+    write("cluster.yaml", warming_cluster(backend.port(), "backend-ca", ""))?;
+    write("listener.yaml", front(port))?;
+    let (_cp, xds, _admin) = controlplane(dir.path()).await?;
+    let runtime = Arc::new(Runtime::default());
+    tokio::spawn(dataplane::listener::run(runtime.clone()));
+    let ads = Ads {
+        delta: false,
+        server: xds.parse()?,
+        tls: None,
+    };
+    let node = Node {
+        id: "warming".into(),
+        ..Default::default()
+    };
+    tokio::spawn(XdsClient::new(node, ads, runtime.clone(), Store::default()).run());
+
+    let cluster_warming = |runtime: &Arc<Runtime>| {
+        let s = runtime.load();
+        (s.config.listeners.contains_key("front") && s.warming.contains_key("secure"))
+            .then_some(())
+    };
+    eventually("the cluster and listener arrive; the cluster warms", || async {
+        cluster_warming(&runtime)
+    })
+    .await?;
+    assert!(!runtime.load().clusters.contains_key("secure"));
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "listeners wait for the initial clusters to warm"
+    );
+    write("secret.yaml", ca_secret("backend-ca", &ca.pem))?;
+    let first = eventually("the listener answers", || async {
+        Some(send(get(port, "/").ok()?).await.ok()?.status())
+    })
+    .await?;
+    assert_eq!(first, 200, "the first answer the listener gives is a 200");
+
+    // A new version naming a secret not there yet: the previous version keeps serving.
+    let active_is_latest = |runtime: &Arc<Runtime>| {
+        let s = runtime.load();
+        Arc::ptr_eq(&s.clusters["secure"].config, &s.config.clusters["secure"])
+    };
+    write(
+        "cluster.yaml",
+        warming_cluster(backend.port(), "backend-ca-next", ""),
+    )?;
+    eventually("the new version warms", || async {
+        cluster_warming(&runtime)
+    })
+    .await?;
+    assert!(!active_is_latest(&runtime), "the previous version serves");
+    assert_eq!(send(get(port, "/")?).await?.status(), 200);
+    write("next.yaml", ca_secret("backend-ca-next", &ca.pem))?;
+    eventually("the new version is active once its secret is there", || async {
+        let s = runtime.load();
+        (s.warming.is_empty() && active_is_latest(&runtime)).then_some(())
+    })
+    .await?;
+    let r = send(get(port, "/")?).await?;
+    assert_eq!(r.status(), 200, "{:?}", r.body());
+
+    // A secret that never comes: served by the previous version until initial_fetch_timeout,
+    // then the new version is used without it and its requests fail.
+    write(
+        "cluster.yaml",
+        warming_cluster(backend.port(), "never", ", initial_fetch_timeout: 1s"),
+    )?;
+    eventually("the third version warms", || async {
+        cluster_warming(&runtime)
+    })
+    .await?;
+    assert_eq!(send(get(port, "/")?).await?.status(), 200);
+    eventually("past initial_fetch_timeout the new version is used", || async {
+        (runtime.load().warming.is_empty() && active_is_latest(&runtime)).then_some(())
+    })
+    .await?;
+    assert_eq!(send(get(port, "/")?).await?.status(), 503);
+    Ok(())
+}

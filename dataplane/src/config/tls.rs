@@ -119,16 +119,12 @@ impl<T> Source<T> {
 impl ServerTls {
     /// The longest time a listener warms for this context's SDS secrets: `None` forever.
     pub fn warming_timeout(&self) -> Option<Duration> {
-        let mut longest = Duration::ZERO;
-        let fetches = self
-            .certs
-            .iter()
-            .filter_map(Source::fetch_timeout)
-            .chain(self.validation.iter().filter_map(Source::fetch_timeout));
-        for fetch in fetches {
-            longest = longest.max(fetch?);
-        }
-        Some(longest)
+        longest_fetch(
+            self.certs
+                .iter()
+                .filter_map(Source::fetch_timeout)
+                .chain(self.validation.iter().filter_map(Source::fetch_timeout)),
+        )
     }
 
     /// The SDS secrets it needs: (key, origin).
@@ -147,6 +143,27 @@ impl ClientTls {
             .filter_map(Source::sds_name)
             .chain(self.validation.iter().filter_map(Source::sds_name))
     }
+
+    /// The longest time a cluster warms for this context's SDS secrets: `None` forever.
+    pub fn warming_timeout(&self) -> Option<Duration> {
+        longest_fetch(
+            self.cert
+                .iter()
+                .filter_map(Source::fetch_timeout)
+                .chain(self.validation.iter().filter_map(Source::fetch_timeout)),
+        )
+    }
+}
+
+/// The longest of some secrets' fetch timeouts (`None`: one waits forever). Envoy's init
+/// manager starts every secret's fetch at once and is done when the last one is, so the
+/// context waits for the longest.
+fn longest_fetch(fetches: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
+    let mut longest = Duration::ZERO;
+    for fetch in fetches {
+        longest = longest.max(fetch?);
+    }
+    Some(longest)
 }
 
 /// Which typed config a transport socket carries: `None` for raw_buffer (plaintext).

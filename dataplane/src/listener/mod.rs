@@ -1,8 +1,10 @@
 //! The listener manager: one accept loop per listener, started, replaced and stopped as the
 //! config changes, each connection handed to the filter chain that matches it.
 //!
-//! A listener is only started once its route configuration is there (Envoy's warming: a
-//! listener waits for its RDS), or after the initial fetch timeout. A changed or removed
+//! Listeners start once the initial clusters have warmed (Envoy's cluster manager
+//! initialization), and a listener only once its route configuration and secrets are there
+//! (Envoy's listener warming: it waits for its RDS and SDS), or after the initial fetch
+//! timeout. A changed or removed
 //! listener stops accepting; its open connections keep the chain they were accepted with and
 //! finish on their own (a bounded drain deadline is still to come).
 //!
@@ -35,9 +37,26 @@ pub async fn run(runtime: Arc<Runtime>) {
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut first_seen: HashMap<String, Instant> = HashMap::new();
     loop {
+        // A warming cluster past its initial_fetch_timeout becomes active without its
+        // secrets; nothing else republishes at that instant, so the listener manager (which
+        // wakes for these deadlines anyway) does.
+        if runtime
+            .load()
+            .next_warming_deadline()
+            .is_some_and(|d| d <= Instant::now())
+        {
+            runtime.refresh();
+        }
         let snapshot = runtime.load();
-        let mut waiting = false;
+        // Envoy starts its listeners once the cluster manager is initialized: the initial
+        // clusters have arrived and warmed (upstream/warming.rs), so a listener never routes
+        // to a cluster still waiting for its secrets at startup.
+        let clusters_ready = runtime.clusters_initialized();
+        let mut waiting = !clusters_ready;
         for (name, listener) in &snapshot.config.listeners {
+            if !clusters_ready {
+                break;
+            }
             if running
                 .get(name)
                 .is_some_and(|r| Arc::ptr_eq(&r.listener, listener))
@@ -81,11 +100,14 @@ pub async fn run(runtime: Arc<Runtime>) {
             keep
         });
         first_seen.retain(|name, _| snapshot.config.listeners.contains_key(name));
-        let wait = if waiting {
+        let mut wait = if waiting {
             Duration::from_millis(200)
         } else {
             Duration::from_secs(3600)
         };
+        if let Some(deadline) = snapshot.next_warming_deadline() {
+            wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+        }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(wait) => {}

@@ -5,5 +5,6 @@ pub mod cluster;
 pub mod dns;
 pub mod lb;
 pub mod pool;
+pub mod warming;
 
 pub use cluster::{HostState, UpstreamCluster};

@@ -23,7 +23,7 @@ use xds_types::pb::envoy::service::discovery::v3::{
 use xds_types::pb::google::rpc::Status;
 use xds_types::type_url;
 
-use super::store::{Store, known};
+use super::store::{Store, cluster_sds_names, known};
 use crate::bootstrap::Ads;
 use crate::runtime::Runtime;
 
@@ -48,6 +48,8 @@ pub struct XdsClient {
 
 impl XdsClient {
     pub fn new(node: Node, ads: Ads, runtime: Arc<Runtime>, store: Store) -> Self {
+        // Every stream subscribes to CDS: listeners wait for the first answer.
+        runtime.expect_clusters();
         XdsClient {
             node,
             ads,
@@ -117,7 +119,17 @@ impl XdsClient {
         match url {
             type_url::ENDPOINT => self.store.eds_names(),
             type_url::ROUTE => self.store.rds_names(),
-            type_url::SECRET => self.store.sds_names(),
+            type_url::SECRET => {
+                // A replaced cluster serves its previous version while the new one warms
+                // (upstream/warming.rs): that version's secrets stay subscribed, as Envoy's
+                // old cluster keeps its secret providers until it is gone.
+                let mut names = self.store.sds_names();
+                let serving = self.runtime.load();
+                names.extend(cluster_sds_names(
+                    serving.clusters.values().map(|c| &c.config),
+                ));
+                names
+            }
             _ => BTreeSet::new(),
         }
     }
@@ -130,6 +142,9 @@ impl XdsClient {
         }
         let config = self.store.config();
         self.runtime.publish(config);
+        if self.store.seen.contains(type_url::CLUSTER) {
+            self.runtime.clusters_arrived();
+        }
         if let Ok(mut dump) = self.runtime.dump.lock() {
             *dump = self.store.dump();
         }

@@ -111,6 +111,18 @@ pub fn listener_secrets(l: &Listener) -> impl Iterator<Item = (&str, &Origin)> {
         .flat_map(|t| t.secret_names())
 }
 
+/// The SDS names the clusters' TLS contexts ask for over ADS.
+pub fn cluster_sds_names<'a>(
+    clusters: impl Iterator<Item = &'a Arc<Cluster>>,
+) -> impl Iterator<Item = String> {
+    clusters.filter_map(|c| c.tls.as_ref()).flat_map(|t| {
+        t.secret_names()
+            .filter(|(_, origin)| **origin == Origin::Ads)
+            .map(|(n, _)| n.to_string())
+            .collect::<Vec<_>>()
+    })
+}
+
 /// The static `&str` for a type URL we handle.
 pub fn known(url: &str) -> Option<&'static str> {
     [
@@ -280,17 +292,9 @@ impl Store {
                 .map(|(n, _)| n.to_string())
                 .collect::<Vec<_>>()
         });
-        let clusters = config
-            .clusters
-            .values()
-            .filter_map(|c| c.tls.as_ref())
-            .flat_map(|t| {
-                t.secret_names()
-                    .filter(|(_, origin)| **origin == Origin::Ads)
-                    .map(|(n, _)| n.to_string())
-                    .collect::<Vec<_>>()
-            });
-        listeners.chain(clusters).collect()
+        listeners
+            .chain(cluster_sds_names(config.clusters.values()))
+            .collect()
     }
 
     /// Envoy's /config_dump layout for the accepted resources.
