@@ -100,6 +100,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         runtime.clone(),
         boot.node.id.clone(),
     ));
+    if boot.ads.is_some() {
+        // Before the listener manager starts: its listeners wait for the xDS clusters.
+        runtime.expect_clusters();
+    }
     tokio::spawn(dataplane::listener::run(runtime.clone()));
     tokio::spawn(dataplane::upstream::dns::run(runtime.clone()));
     // The API descriptors (~35 MB decoded) are needed only while config is translated: drop

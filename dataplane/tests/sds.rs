@@ -361,7 +361,6 @@ async fn clusters_warm_until_their_secrets_arrive() -> anyhow::Result<()> {
     write("listener.yaml", front(port))?;
     let (_cp, xds, _admin) = controlplane(dir.path()).await?;
     let runtime = Arc::new(Runtime::default());
-    tokio::spawn(dataplane::listener::run(runtime.clone()));
     let ads = Ads {
         delta: false,
         server: xds.parse()?,
@@ -371,7 +370,10 @@ async fn clusters_warm_until_their_secrets_arrive() -> anyhow::Result<()> {
         id: "warming".into(),
         ..Default::default()
     };
-    tokio::spawn(XdsClient::new(node, ads, runtime.clone(), Store::default()).run());
+    // Made first, as the binary does: the listener manager must know clusters are coming.
+    let client = XdsClient::new(node, ads, runtime.clone(), Store::default());
+    tokio::spawn(dataplane::listener::run(runtime.clone()));
+    tokio::spawn(client.run());
 
     let cluster_warming = |runtime: &Arc<Runtime>| {
         let s = runtime.load();
