@@ -217,12 +217,38 @@ async fn listener_warms_until_its_secret_arrives() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A static listener on `port` whose certificate `file-cert` comes from the SDS file `path`;
+/// `more` adds to its path_config_source.
+fn file_sds_bootstrap(port: u16, path: &str, more: &str) -> String {
+    use support::tls_yaml::{bootstrap, chain, hcm, listener};
+    let tls = format!(
+        r#"{{ name: envoy.transport_sockets.tls, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext, common_tls_context: {{ tls_certificate_sds_secret_configs: [ {{ name: file-cert, sds_config: {{ path_config_source: {{ path: "{path}" {more} }}, resource_api_version: V3 }} }} ] }} }} }}"#
+    );
+    bootstrap(
+        &[listener(
+            "file",
+            port,
+            &[chain("c", &[], "", Some(&tls), &hcm("hello", ""))],
+            "",
+        )],
+        &[],
+    )
+}
+
+/// An SDS file whose secret `file-cert` names the certificate and key files.
+fn file_sds(cert: &std::path::Path, key: &std::path::Path) -> String {
+    format!(
+        "resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: file-cert\n  tls_certificate: {{ certificate_chain: {{ filename: {} }}, private_key: {{ filename: {} }} }}\n",
+        cert.display(),
+        key.display()
+    )
+}
+
 /// File-based SDS: the listener's certificate comes from a Secret in a file whose
 /// certificate and key are files too; rewriting them rotates the certificate for new
 /// handshakes while an open connection stays up. A missing SDS file refuses the bootstrap.
 #[tokio::test]
 async fn certificate_files_rotate_through_file_sds() -> anyhow::Result<()> {
-    use support::tls_yaml::{bootstrap, chain, hcm, listener};
     install_provider();
     let ca = Ca::new("file ca");
     let first = ca.leaf("first", &["sds.example"], &[], false);
@@ -235,29 +261,9 @@ async fn certificate_files_rotate_through_file_sds() -> anyhow::Result<()> {
     );
     std::fs::write(&cert, &first.cert)?;
     std::fs::write(&key, &first.key)?;
-    std::fs::write(
-        &sds,
-        format!(
-            "resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: file-cert\n  tls_certificate: {{ certificate_chain: {{ filename: {} }}, private_key: {{ filename: {} }} }}\n",
-            cert.display(),
-            key.display()
-        ),
-    )?;
+    std::fs::write(&sds, file_sds(&cert, &key))?;
     let port = free_port().await?;
-    let with = |path: &str| {
-        let tls = format!(
-            r#"{{ name: envoy.transport_sockets.tls, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext, common_tls_context: {{ tls_certificate_sds_secret_configs: [ {{ name: file-cert, sds_config: {{ path_config_source: {{ path: "{path}" }}, resource_api_version: V3 }} }} ] }} }} }}"#
-        );
-        bootstrap(
-            &[listener(
-                "file",
-                port,
-                &[chain("c", &[], "", Some(&tls), &hcm("hello", ""))],
-                "",
-            )],
-            &[],
-        )
-    };
+    let with = |path: &str| file_sds_bootstrap(port, path, "");
     let missing = dir.path().join("missing.yaml");
     let proto = xds_types::format::from_yaml_str(&with(&missing.display().to_string()))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -357,7 +363,10 @@ async fn clusters_warm_until_their_secrets_arrive() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let port = free_port().await?;
     let write = |file: &str, text: String| std::fs::write(dir.path().join(file), text);
-    write("cluster.yaml", warming_cluster(backend.port(), "backend-ca", ""))?;
+    write(
+        "cluster.yaml",
+        warming_cluster(backend.port(), "backend-ca", ""),
+    )?;
     write("listener.yaml", front(port))?;
     let (_cp, xds, _admin) = controlplane(dir.path()).await?;
     let runtime = Arc::new(Runtime::default());
@@ -377,12 +386,12 @@ async fn clusters_warm_until_their_secrets_arrive() -> anyhow::Result<()> {
 
     let cluster_warming = |runtime: &Arc<Runtime>| {
         let s = runtime.load();
-        (s.config.listeners.contains_key("front") && s.warming.contains_key("secure"))
-            .then_some(())
+        (s.config.listeners.contains_key("front") && s.warming.contains_key("secure")).then_some(())
     };
-    eventually("the cluster and listener arrive; the cluster warms", || async {
-        cluster_warming(&runtime)
-    })
+    eventually(
+        "the cluster and listener arrive; the cluster warms",
+        || async { cluster_warming(&runtime) },
+    )
     .await?;
     assert!(!runtime.load().clusters.contains_key("secure"));
     assert!(
@@ -414,10 +423,13 @@ async fn clusters_warm_until_their_secrets_arrive() -> anyhow::Result<()> {
     assert!(!active_is_latest(&runtime), "the previous version serves");
     assert_eq!(send(get(port, "/")?).await?.status(), 200);
     write("next.yaml", ca_secret("backend-ca-next", &ca.pem))?;
-    eventually("the new version is active once its secret is there", || async {
-        let s = runtime.load();
-        (s.warming.is_empty() && active_is_latest(&runtime)).then_some(())
-    })
+    eventually(
+        "the new version is active once its secret is there",
+        || async {
+            let s = runtime.load();
+            (s.warming.is_empty() && active_is_latest(&runtime)).then_some(())
+        },
+    )
     .await?;
     let r = send(get(port, "/")?).await?;
     assert_eq!(r.status(), 200, "{:?}", r.body());
@@ -433,10 +445,73 @@ async fn clusters_warm_until_their_secrets_arrive() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(send(get(port, "/")?).await?.status(), 200);
-    eventually("past initial_fetch_timeout the new version is used", || async {
-        (runtime.load().warming.is_empty() && active_is_latest(&runtime)).then_some(())
-    })
+    eventually(
+        "past initial_fetch_timeout the new version is used",
+        || async {
+            (runtime.load().warming.is_empty() && active_is_latest(&runtime)).then_some(())
+        },
+    )
     .await?;
     assert_eq!(send(get(port, "/")?).await?.status(), 503);
+    Ok(())
+}
+
+/// A Kubernetes secret volume: the names are symlinks through `..data`, itself a symlink to a
+/// timestamped directory that an update replaces by a rename and then deletes. With
+/// `watched_directory` on the volume, each swap rotates the certificate (the watch follows
+/// the new directory, so a second swap is seen too).
+#[tokio::test]
+async fn a_kubernetes_style_symlink_swap_rotates_file_sds() -> anyhow::Result<()> {
+    use std::os::unix::fs::symlink;
+    install_provider();
+    let ca = Ca::new("volume ca");
+    let leaves = [
+        ca.leaf("first", &["sds.example"], &[], false),
+        ca.leaf("second", &["sds.example"], &[], false),
+        ca.leaf("third", &["sds.example"], &[], false),
+    ];
+    let tmp = tempfile::tempdir()?;
+    let volume = tmp.path().to_path_buf();
+    let (cert, key, sds) = (
+        volume.join("tls.crt"),
+        volume.join("tls.key"),
+        volume.join("sds.yaml"),
+    );
+    // What the kubelet does for each version: a new directory, `..data` swapped onto it by
+    // a rename, the old directory removed.
+    let publish = |version: usize, leaf: &support::pki::Leaf| -> anyhow::Result<()> {
+        let dir = volume.join(format!("..2026_{version}"));
+        std::fs::create_dir(&dir)?;
+        std::fs::write(dir.join("tls.crt"), &leaf.cert)?;
+        std::fs::write(dir.join("tls.key"), &leaf.key)?;
+        std::fs::write(dir.join("sds.yaml"), file_sds(&cert, &key))?;
+        symlink(&dir, volume.join("..data_tmp"))?;
+        std::fs::rename(volume.join("..data_tmp"), volume.join("..data"))?;
+        if version > 0 {
+            std::fs::remove_dir_all(volume.join(format!("..2026_{}", version - 1)))?;
+        }
+        Ok(())
+    };
+    publish(0, &leaves[0])?;
+    for name in ["tls.crt", "tls.key", "sds.yaml"] {
+        symlink(format!("..data/{name}"), volume.join(name))?;
+    }
+    let port = free_port().await?;
+    let more = format!(", watched_directory: {{ path: \"{}\" }}", volume.display());
+    let runtime =
+        support::dataplane(&file_sds_bootstrap(port, &sds.display().to_string(), &more)).await?;
+    tokio::spawn(dataplane::tls::files::run(runtime));
+    let client = Client::new(&ca.pem, "sds.example");
+    eventually("serves with the first certificate", || {
+        serves_with(port, &client, &leaves[0])
+    })
+    .await?;
+    for (version, leaf) in leaves.iter().enumerate().skip(1) {
+        publish(version, leaf)?;
+        eventually("the swapped-in certificate serves", || {
+            serves_with(port, &client, leaf)
+        })
+        .await?;
+    }
     Ok(())
 }

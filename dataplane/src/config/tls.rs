@@ -58,9 +58,13 @@ pub enum Origin {
     Static,
     /// `sds_config: { ads: {} }`: requested over the ADS stream.
     Ads,
-    /// `sds_config: { path_config_source: { path } }`: a file holding a DiscoveryResponse
-    /// with Secrets, watched for changes (`tls/files.rs`).
-    File(String),
+    /// `sds_config: { path_config_source: { path, watched_directory } }`: a file holding a
+    /// DiscoveryResponse with Secrets, watched for changes (`tls/files.rs`); with
+    /// `watched_directory`, changes in that directory trigger the reload instead.
+    File {
+        path: String,
+        watched_directory: Option<String>,
+    },
 }
 
 /// The key of a file-sourced secret in the config's secrets.
@@ -399,7 +403,7 @@ impl<T> Source<T> {
     pub fn fetch_timeout(&self) -> Option<Option<Duration>> {
         match self {
             Source::Sds {
-                origin: Origin::Ads | Origin::File(_),
+                origin: Origin::Ads | Origin::File { .. },
                 fetch_timeout,
                 ..
             } => Some(*fetch_timeout),
@@ -424,15 +428,22 @@ fn sds<T>(s: &SdsSecretConfig) -> FieldResult<Source<T>> {
     };
     #[allow(deprecated)]
     let path = match &source.config_source_specifier {
-        Some(ConfigSourceSpecifier::Path(p)) => Some(p.clone()),
+        Some(ConfigSourceSpecifier::Path(p)) => Some((p.clone(), None)),
         Some(ConfigSourceSpecifier::PathConfigSource(p)) => {
             only_fields(p, &["path", "watched_directory"])
                 .map_err(|e| e.within("sds_config.path_config_source"))?;
-            Some(p.path.clone())
+            let watched = p.watched_directory.as_ref().map(|w| w.path.clone());
+            if watched.as_ref().is_some_and(String::is_empty) {
+                return Err(FieldError::new(
+                    "sds_config.path_config_source.watched_directory.path",
+                    "must not be empty",
+                ));
+            }
+            Some((p.path.clone(), watched))
         }
         _ => None,
     };
-    let Some(path) = path else {
+    let Some((path, watched_directory)) = path else {
         let fetch_timeout = super::ads_config_source(source).map_err(|e| e.within("sds_config"))?;
         return Ok(Source::Sds {
             name: s.name.clone(),
@@ -459,7 +470,10 @@ fn sds<T>(s: &SdsSecretConfig) -> FieldResult<Source<T>> {
     })?;
     Ok(Source::Sds {
         name: file_key(&path, &s.name),
-        origin: Origin::File(path),
+        origin: Origin::File {
+            path,
+            watched_directory,
+        },
         fetch_timeout: super::initial_fetch_timeout(source),
     })
 }
