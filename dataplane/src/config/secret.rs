@@ -151,17 +151,18 @@ pub fn certified_key(c: &TlsCertificate) -> FieldResult<Arc<CertifiedKey>> {
         })
 }
 
+/// What a `CertificateValidationContext` says: where the trusted CAs are and which SANs a
+/// peer certificate must have. The one reading of that message, for listeners, clusters and
+/// the xDS channel (which reads the CA at each connection, so it takes the source).
+pub struct ValidationSpec<'a> {
+    pub trusted_ca: Option<&'a DataSource>,
+    pub sans: Vec<SanMatcher>,
+}
+
 /// `trusted_ca` and `match_typed_subject_alt_names`; anything else that would change how a
 /// peer is checked is refused rather than silently not enforced.
-pub fn validation(v: &CertificateValidationContext) -> FieldResult<Validation> {
+pub fn validation_spec(v: &CertificateValidationContext) -> FieldResult<ValidationSpec<'_>> {
     only_fields(v, &["trusted_ca", "match_typed_subject_alt_names"])?;
-    let mut roots = RootCertStore::empty();
-    let pem = data(v.trusted_ca.as_ref()).map_err(|e| e.within("trusted_ca"))?;
-    for cert in certificates(&pem).map_err(|e| e.within("trusted_ca"))? {
-        roots
-            .add(cert)
-            .map_err(|e| FieldError::new("trusted_ca", format!("unusable CA: {e}")))?;
-    }
     let sans = v
         .match_typed_subject_alt_names
         .iter()
@@ -189,8 +190,37 @@ pub fn validation(v: &CertificateValidationContext) -> FieldResult<Validation> {
             Ok(SanMatcher { kind, matcher })
         })
         .collect::<FieldResult<Vec<_>>>()?;
-    Ok(Validation {
-        roots: Arc::new(roots),
+    if v.trusted_ca.is_none() && !sans.is_empty() {
+        // Envoy's DefaultCertValidator refuses the same.
+        return Err(FieldError::new(
+            "match_typed_subject_alt_names",
+            "SAN-based verification of peer certificates without trusted CA is insecure and not allowed",
+        ));
+    }
+    Ok(ValidationSpec {
+        trusted_ca: v.trusted_ca.as_ref(),
         sans,
     })
+}
+
+/// A validation context of a listener or cluster, its CA read now (required here: a context
+/// that checks nothing is written by leaving `validation_context` out).
+pub fn validation(v: &CertificateValidationContext) -> FieldResult<Validation> {
+    let spec = validation_spec(v)?;
+    let pem = data(spec.trusted_ca).map_err(|e| e.within("trusted_ca"))?;
+    Ok(Validation {
+        roots: Arc::new(root_store(&pem).map_err(|e| e.within("trusted_ca"))?),
+        sans: spec.sans,
+    })
+}
+
+/// The CAs of a PEM bundle as a trust store.
+pub fn root_store(pem: &[u8]) -> FieldResult<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(pem)? {
+        roots
+            .add(cert)
+            .map_err(|e| FieldError::new("", format!("unusable CA: {e}")))?;
+    }
+    Ok(roots)
 }

@@ -8,11 +8,11 @@
 //! * `sni`: sent as the TLS server name. Without it no SNI is sent, as Envoy does.
 //! * `common_tls_context.tls_certificates[0]`: `certificate_chain` and `private_key`
 //!   (mutual TLS); at most one certificate.
-//! * `common_tls_context.validation_context.trusted_ca`: the server's chain must lead to it.
-//!   Envoy checks the chain only; the server's names are checked only against
-//!   `match_typed_subject_alt_names` (DNS and URI SANs; exact, prefix, suffix, contains,
-//!   safe_regex), never against `sni` or the address. Without `trusted_ca` Envoy accepts any
-//!   server certificate; so do we, with a warning in the log.
+//! * `common_tls_context.validation_context`: read by the same translation as every other
+//!   validation context (`secret::validation_spec`) and checked by the same verifier
+//!   (`tls::verify::Upstream`): the server's chain must lead to `trusted_ca`, and its names are
+//!   checked only against `match_typed_subject_alt_names`, never against `sni` or the
+//!   address. Without `trusted_ca` Envoy accepts any server certificate; so do we.
 //! * `common_tls_context.alpn_protocols`: offered as given; empty means `h2` (gRPC needs
 //!   HTTP/2, and this is what Envoy's gRPC client ends up speaking).
 //!
@@ -26,11 +26,10 @@ use xds_types::pb::envoy::config::core::v3::{
     DataSource as XdsDataSource, TransportSocket, data_source::Specifier, transport_socket,
 };
 use xds_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CommonTlsContext, TlsCertificate, UpstreamTlsContext,
-    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
+    CommonTlsContext, TlsCertificate, UpstreamTlsContext, common_tls_context::ValidationContextType,
 };
 
-use super::route::{StringMatch, string_match};
+use super::secret::{SanMatcher, validation_spec};
 use super::{FieldError, FieldResult, only_fields, unpack, validate};
 
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
@@ -65,19 +64,6 @@ impl DataSource {
             DataSource::Env(v) => format!("environment variable {v}"),
         }
     }
-}
-
-/// Which SAN of the server's certificate a matcher looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SanKind {
-    Dns,
-    Uri,
-}
-
-#[derive(Debug, Clone)]
-pub struct SanMatcher {
-    pub kind: SanKind,
-    pub matcher: StringMatch,
 }
 
 /// TLS to the xDS server.
@@ -157,35 +143,12 @@ fn common_context(c: &CommonTlsContext) -> FieldResult<Common> {
     let (trusted_ca, san_matchers) = match &c.validation_context_type {
         None => (None, Vec::new()),
         Some(ValidationContextType::ValidationContext(v)) => {
-            only_fields(v, &["trusted_ca", "match_typed_subject_alt_names"])
-                .map_err(|e| e.within("validation_context"))?;
-            let ca = v
+            let spec = validation_spec(v).map_err(|e| e.within("validation_context"))?;
+            let ca = spec
                 .trusted_ca
-                .as_ref()
                 .map(|d| data_source(d).map_err(|e| e.within("validation_context.trusted_ca")))
                 .transpose()?;
-            let mut matchers = Vec::new();
-            for (i, m) in v.match_typed_subject_alt_names.iter().enumerate() {
-                let at = format!("validation_context.match_typed_subject_alt_names[{i}]");
-                let kind = match SanType::try_from(m.san_type) {
-                    Ok(SanType::Dns) => SanKind::Dns,
-                    Ok(SanType::Uri) => SanKind::Uri,
-                    _ => {
-                        return Err(FieldError::new(
-                            format!("{at}.san_type"),
-                            "only DNS and URI are supported",
-                        ));
-                    }
-                };
-                let matcher = m
-                    .matcher
-                    .as_ref()
-                    .ok_or_else(|| FieldError::new(format!("{at}.matcher"), "required"))?;
-                let matcher =
-                    string_match(matcher).map_err(|e| e.within(&format!("{at}.matcher")))?;
-                matchers.push(SanMatcher { kind, matcher });
-            }
-            (ca, matchers)
+            (ca, spec.sans)
         }
         Some(_) => {
             return Err(FieldError::new(

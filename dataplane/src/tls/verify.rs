@@ -1,7 +1,9 @@
 //! Peer certificate checks Envoy makes and rustls's stock verifiers do not: SAN matchers
-//! (`match_typed_subject_alt_names`, any one matching is enough) on client and server
-//! certificates, and upstream chains checked against the trusted CA without a hostname check
-//! (Envoy only checks names when SAN matchers or `auto_san_validation` ask for it).
+//! (`match_typed_subject_alt_names`, any one matching is enough, DNS wildcards by RFC 6125)
+//! on client and server certificates, and server chains checked against the trusted CA
+//! without a hostname check (Envoy only checks names when SAN matchers or
+//! `auto_san_validation` ask for it). [`Upstream`] is the one server-certificate verifier:
+//! clusters' TLS and the xDS channel (`xds/tls.rs`) both use it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +17,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, 
 
 use super::TlsStats;
 use super::der::{San, subject_alt_names};
+use crate::config::route::StringMatch;
 use crate::config::secret::{SanKind, SanMatcher, Validation};
 
 /// No SAN matched: refused with a `certificate_unknown` alert, as Envoy (BoringSSL) sends
@@ -41,12 +44,33 @@ pub fn sans_match(cert: &CertificateDer<'_>, matchers: &[SanMatcher]) -> bool {
     let sans = subject_alt_names(cert);
     matchers.iter().any(|m| {
         sans.iter().any(|san| match (m.kind, san) {
-            (SanKind::Dns, San::Dns(v))
-            | (SanKind::Uri, San::Uri(v))
-            | (SanKind::Email, San::Email(v)) => m.matcher.matches(v),
+            (SanKind::Dns, San::Dns(name)) => dns_san_matches(&m.matcher, name),
+            (SanKind::Uri, San::Uri(v)) | (SanKind::Email, San::Email(v)) => m.matcher.matches(v),
             (SanKind::Ip, San::Ip(ip)) => m.matcher.matches(&ip.to_string()),
             _ => false,
         })
+    })
+}
+
+/// A DNS SAN of the certificate against a matcher. An `exact` matcher also accepts a
+/// wildcard SAN covering it, by RFC 6125 6.4.3 as Envoy applies it (`dnsNameMatch`): the `*`
+/// is the whole leftmost label and stands for exactly one label, so `*.example.com` covers
+/// `a.example.com` but neither `a.b.example.com` nor `example.com`.
+pub fn dns_san_matches(matcher: &StringMatch, name: &str) -> bool {
+    if matcher.matches(name) {
+        return true;
+    }
+    let (StringMatch::Exact(want, ignore_case), Some(parent)) = (matcher, name.strip_prefix("*."))
+    else {
+        return false;
+    };
+    want.split_once('.').is_some_and(|(label, rest)| {
+        !label.is_empty()
+            && if *ignore_case {
+                rest.eq_ignore_ascii_case(parent)
+            } else {
+                rest == parent
+            }
     })
 }
 
@@ -196,5 +220,29 @@ impl ServerCertVerifier for Upstream {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_exact_matchers_follow_wildcards_one_label_deep() {
+        let exact = |s: &str| StringMatch::Exact(s.into(), false);
+        assert!(dns_san_matches(&exact("a.example.com"), "*.example.com"));
+        assert!(!dns_san_matches(&exact("a.b.example.com"), "*.example.com"));
+        assert!(!dns_san_matches(&exact("example.com"), "*.example.com"));
+        assert!(!dns_san_matches(&exact(".example.com"), "*.example.com"));
+        assert!(dns_san_matches(&exact("xds"), "xds"));
+        assert!(dns_san_matches(
+            &StringMatch::Exact("A.Example.com".into(), true),
+            "*.example.COM"
+        ));
+        let prefix = StringMatch::Prefix("a.".into(), false);
+        assert!(
+            !dns_san_matches(&prefix, "*.example.com"),
+            "only exact matchers expand wildcards"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! The xDS channel over TLS: a rustls client config from [`XdsTls`], a certificate verifier
-//! with Envoy's semantics, and the connector tonic dials through.
+//! The xDS channel over TLS: a rustls client config from [`XdsTls`], checking the server with
+//! the clusters' verifier (`tls::verify::Upstream`, Envoy's semantics), and the connector
+//! tonic dials through.
 //!
 //! tonic's own `ClientTlsConfig` always checks the server's name against the address (or its
 //! `domain_name`); Envoy does not: with `trusted_ca` it checks the chain, and names only through
@@ -11,37 +12,39 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
+use rustls::ClientConfig;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::xds_tls::{DataSource, SanKind, SanMatcher, XdsTls};
+use crate::config::secret::{Validation, root_store};
+use crate::config::xds_tls::{DataSource, XdsTls};
+use crate::tls::verify::Upstream;
 
 /// Builds the client config, reading every data source now (so a rotated file is used from
 /// this connection on). Errors name the field's file and the reason.
 pub fn client_config(tls: &XdsTls) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = match &tls.trusted_ca {
+    let validation = match &tls.trusted_ca {
         None => None,
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for cert in certs(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("trusted_ca ({}): {e}", ca.describe()))?;
-            }
-            Some(Arc::new(roots))
+            let roots = root_store(&ca.read()?)
+                .map_err(|e| format!("trusted_ca ({}): {}", ca.describe(), e.reason))?;
+            Some(Arc::new(Validation {
+                roots: Arc::new(roots),
+                sans: tls.san_matchers.clone(),
+            }))
         }
     };
-    let verifier = Arc::new(EnvoyVerifier {
-        roots,
-        san_matchers: tls.san_matchers.clone(),
+    // The clusters' verifier: the chain (when a CA is given), then the SAN matchers (when
+    // any), never the name dialled.
+    let verifier = Arc::new(Upstream {
+        validation,
+        check_name: false,
         provider: provider.clone(),
+        stats: Arc::default(),
     });
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -88,114 +91,6 @@ fn certs(source: &DataSource) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-/// Envoy's server certificate check for an UpstreamTlsContext: the chain (when a CA is
-/// given), then the SAN matchers (when any), never the name dialled.
-#[derive(Debug)]
-struct EnvoyVerifier {
-    roots: Option<Arc<RootCertStore>>,
-    san_matchers: Vec<SanMatcher>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for EnvoyVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Some(roots) = &self.roots {
-            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
-            rustls::client::verify_server_cert_signed_by_trust_anchor(
-                &parsed,
-                roots,
-                intermediates,
-                now,
-                self.provider.signature_verification_algorithms.all,
-            )?;
-        }
-        if !self.san_matchers.is_empty() {
-            let cert = webpki::EndEntityCert::try_from(end_entity)
-                .map_err(|e| rustls::Error::General(format!("server certificate: {e}")))?;
-            let dns: Vec<&str> = cert.valid_dns_names().collect();
-            let uris: Vec<&str> = cert.valid_uri_names().collect();
-            if !self
-                .san_matchers
-                .iter()
-                .any(|m| san_matches(m, &dns, &uris))
-            {
-                return Err(rustls::Error::General(format!(
-                    "the server certificate's SANs (DNS {dns:?}, URI {uris:?}) match no \
-                     match_typed_subject_alt_names"
-                )));
-            }
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// A SAN matcher against the certificate's names. A DNS `exact` matcher follows RFC 6125
-/// 6.4.3 wildcards, as Envoy documents: `*.example.com` matches `a.example.com` only.
-fn san_matches(m: &SanMatcher, dns: &[&str], uris: &[&str]) -> bool {
-    match m.kind {
-        SanKind::Uri => uris.iter().any(|u| m.matcher.matches(u)),
-        SanKind::Dns => dns.iter().any(|name| {
-            if m.matcher.matches(name) {
-                return true;
-            }
-            match (&m.matcher, name.strip_prefix("*.")) {
-                (crate::config::route::StringMatch::Exact(want, ic), Some(parent)) => {
-                    want.split_once('.').is_some_and(|(label, rest)| {
-                        !label.is_empty()
-                            && if *ic {
-                                rest.eq_ignore_ascii_case(parent)
-                            } else {
-                                rest == parent
-                            }
-                    })
-                }
-                _ => false,
-            }
-        }),
-    }
-}
-
 /// What tonic dials through: TCP to the address of the URI, then the TLS handshake.
 #[derive(Clone)]
 pub struct Connector {
@@ -238,29 +133,5 @@ impl tonic::codegen::Service<http::Uri> for Connector {
             let tls = connector.connect(server_name, tcp).await?;
             Ok(TokioIo::new(tls))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::route::StringMatch;
-
-    #[test]
-    fn dns_exact_matchers_follow_wildcards_one_label_deep() {
-        let m = |s: &str| SanMatcher {
-            kind: SanKind::Dns,
-            matcher: StringMatch::Exact(s.into(), false),
-        };
-        assert!(san_matches(&m("a.example.com"), &["*.example.com"], &[]));
-        assert!(!san_matches(&m("a.b.example.com"), &["*.example.com"], &[]));
-        assert!(!san_matches(&m("example.com"), &["*.example.com"], &[]));
-        assert!(san_matches(&m("xds"), &["xds"], &[]));
-        let uri = SanMatcher {
-            kind: SanKind::Uri,
-            matcher: StringMatch::Prefix("spiffe://td/".into(), false),
-        };
-        assert!(san_matches(&uri, &["x"], &["spiffe://td/cp"]));
-        assert!(!san_matches(&uri, &["spiffe://td/cp"], &[]));
     }
 }

@@ -38,7 +38,10 @@ fn mutual_tls_with_files_inline_and_san_matchers() {
         ))
     );
     assert_eq!(tls.san_matchers.len(), 1);
-    assert_eq!(tls.san_matchers[0].kind, SanKind::Dns);
+    assert_eq!(
+        tls.san_matchers[0].kind,
+        crate::config::secret::SanKind::Dns
+    );
     assert_eq!(tls.alpn, vec![b"h2".to_vec()]);
 }
 
@@ -81,8 +84,8 @@ typed_config:
         e.path,
         "typed_config.common_tls_context.validation_context_sds_secret_config"
     );
-    let ip = MTLS.replace("san_type: DNS", "san_type: IP_ADDRESS");
-    let e = socket(&ip).unwrap_err();
+    let other = MTLS.replace("san_type: DNS", "san_type: SAN_TYPE_UNSPECIFIED");
+    let e = socket(&other).unwrap_err();
     assert!(
         e.path
             .ends_with("match_typed_subject_alt_names[0].san_type"),
