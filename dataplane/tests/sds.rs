@@ -296,58 +296,6 @@ async fn certificate_files_rotate_through_file_sds() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A cluster whose upstream CA comes over SDS as `secret`; `fetch` adds to its sds_config.
-fn warming_cluster(backend: u16, secret: &str, fetch: &str) -> String {
-    format!(
-        r#""@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
-name: secure
-type: STATIC
-connect_timeout: 1s
-load_assignment:
-  cluster_name: secure
-  endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }} }} ] }} ]
-transport_socket:
-  name: envoy.transport_sockets.tls
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-    sni: backend.test
-    common_tls_context:
-      validation_context_sds_secret_config:
-        name: {secret}
-        sds_config: {{ ads: {{}}, resource_api_version: V3 {fetch} }}
-"#
-    )
-}
-
-fn ca_secret(name: &str, pem: &str) -> String {
-    format!(
-        "\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\nname: {name}\nvalidation_context: {{ trusted_ca: {{ inline_string: {} }} }}\n",
-        yaml(pem)
-    )
-}
-
-/// A plaintext listener routing everything to the cluster `secure`.
-fn front(port: u16) -> String {
-    format!(
-        r#""@type": type.googleapis.com/envoy.config.listener.v3.Listener
-name: front
-address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-filter_chains:
-- filters:
-  - name: envoy.filters.network.http_connection_manager
-    typed_config:
-      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-      stat_prefix: front
-      route_config:
-        virtual_hosts:
-        - {{ name: all, domains: ["*"], routes: [ {{ match: {{ prefix: "/" }}, route: {{ cluster: secure }} }} ] }}
-      http_filters:
-      - name: envoy.filters.http.router
-        typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"#
-    )
-}
-
 /// Envoy's cluster warming for SDS, end to end from our controlplane: a cluster whose CA
 /// secret has not arrived is not used, and at startup the listeners wait for it (Envoy starts
 /// LDS once its clusters are warm), so no request ever sees a 503 for it. A replaced cluster
@@ -355,6 +303,7 @@ filter_chains:
 /// never comes is used without it after initial_fetch_timeout (503 then, as in Envoy).
 #[tokio::test]
 async fn clusters_warm_until_their_secrets_arrive() -> anyhow::Result<()> {
+    use support::tls_yaml::{ca_secret, warming_resources};
     use support::{get, send};
     install_provider();
     let ca = Ca::new("backend ca");
@@ -363,11 +312,11 @@ async fn clusters_warm_until_their_secrets_arrive() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let port = free_port().await?;
     let write = |file: &str, text: String| std::fs::write(dir.path().join(file), text);
-    write(
-        "cluster.yaml",
-        warming_cluster(backend.port(), "backend-ca", ""),
-    )?;
-    write("listener.yaml", front(port))?;
+    let resources =
+        |secret: &str, fetch: &str| warming_resources(port, backend.port(), secret, fetch);
+    let [cluster, listener] = resources("backend-ca", "");
+    write("cluster.yaml", cluster)?;
+    write("listener.yaml", listener)?;
     let (_cp, xds, _admin) = controlplane(dir.path()).await?;
     let runtime = Arc::new(Runtime::default());
     let ads = Ads {
@@ -412,10 +361,8 @@ async fn clusters_warm_until_their_secrets_arrive() -> anyhow::Result<()> {
         let s = runtime.load();
         Arc::ptr_eq(&s.clusters["secure"].config, &s.config.clusters["secure"])
     };
-    write(
-        "cluster.yaml",
-        warming_cluster(backend.port(), "backend-ca-next", ""),
-    )?;
+    let [cluster, _] = resources("backend-ca-next", "");
+    write("cluster.yaml", cluster)?;
     eventually("the new version warms", || async {
         cluster_warming(&runtime)
     })
@@ -436,10 +383,8 @@ async fn clusters_warm_until_their_secrets_arrive() -> anyhow::Result<()> {
 
     // A secret that never comes: served by the previous version until initial_fetch_timeout,
     // then the new version is used without it and its requests fail.
-    write(
-        "cluster.yaml",
-        warming_cluster(backend.port(), "never", ", initial_fetch_timeout: 1s"),
-    )?;
+    let [cluster, _] = resources("never", ", initial_fetch_timeout: 1s");
+    write("cluster.yaml", cluster)?;
     eventually("the third version warms", || async {
         cluster_warming(&runtime)
     })

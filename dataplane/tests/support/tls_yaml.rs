@@ -88,3 +88,47 @@ pub fn bootstrap(listeners: &[String], clusters: &[String]) -> String {
         clusters.join(", ")
     )
 }
+
+/// A flow-style resource as a controlplane config file holds it: with its `"@type"`
+/// (`type_name` without the type.googleapis.com/ prefix).
+pub fn typed(type_name: &str, flow: &str) -> String {
+    let fields = flow.trim_start().strip_prefix('{').unwrap_or(flow);
+    format!("{{ \"@type\": type.googleapis.com/{type_name},{fields}")
+}
+
+/// A cluster's `more`: TLS to its endpoints with SNI `sni`, the CA from the SDS secret
+/// `secret` over ADS; `fetch` adds to its sds_config (`, initial_fetch_timeout: 1s`).
+pub fn upstream_sds_ca(sni: &str, secret: &str, fetch: &str) -> String {
+    format!(
+        r#", transport_socket: {{ name: envoy.transport_sockets.tls, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: {sni}, common_tls_context: {{ validation_context_sds_secret_config: {{ name: {secret}, sds_config: {{ ads: {{}}, resource_api_version: V3 {fetch} }} }} }} }} }}"#
+    )
+}
+
+/// An SDS Secret with a validation context trusting `pem`.
+pub fn ca_secret(name: &str, pem: &str) -> String {
+    format!(
+        r#"{{ "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret, name: {name}, validation_context: {{ trusted_ca: {{ inline_string: {} }} }} }}"#,
+        yaml(pem)
+    )
+}
+
+/// The cluster warming story's resources (controlplane files): the cluster `secure` to
+/// `backend` over TLS, its CA from the SDS secret `secret`, and a plaintext listener on `port`
+/// routing to it.
+pub fn warming_resources(port: u16, backend: u16, secret: &str, fetch: &str) -> [String; 2] {
+    let c = cluster(
+        "secure",
+        backend,
+        &upstream_sds_ca("backend.test", secret, fetch),
+    );
+    let l = listener(
+        "front",
+        port,
+        &[chain("c", &[], "", None, &hcm("", "secure"))],
+        "",
+    );
+    [
+        typed("envoy.config.cluster.v3.Cluster", &c),
+        typed("envoy.config.listener.v3.Listener", &l),
+    ]
+}
