@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 
 use super::der::{San, subject_alt_names};
-use super::verify::Client;
+use super::verify::{Client, name_covers};
 use super::{Secrets, TlsInfo, TlsStats, certificate, validation};
 use crate::config::tls::ServerTls;
 
@@ -109,16 +109,6 @@ impl Resolver {
     }
 }
 
-/// Whether a certificate name (`*.example.com` covers one label) covers `sni`.
-fn name_matches(name: &str, sni: &str) -> bool {
-    match name.strip_prefix("*.") {
-        Some(suffix) => sni
-            .split_once('.')
-            .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
-        None => name == sni,
-    }
-}
-
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let schemes = hello.signature_schemes();
@@ -127,7 +117,7 @@ impl ResolvesServerCert for Resolver {
             Some(sni) => self
                 .certs
                 .iter()
-                .filter(|(_, names)| names.iter().any(|n| name_matches(n, sni)))
+                .filter(|(_, names)| names.iter().any(|n| name_covers(n, sni, false)))
                 .collect(),
             None => Vec::new(),
         };
@@ -204,17 +194,4 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     Ok((tls, info))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::name_matches;
-
-    #[test]
-    fn wildcard_names_cover_one_label() {
-        assert!(name_matches("a.example.com", "a.example.com"));
-        assert!(name_matches("*.example.com", "b.example.com"));
-        assert!(!name_matches("*.example.com", "example.com"));
-        assert!(!name_matches("*.example.com", "x.b.example.com"));
-    }
 }

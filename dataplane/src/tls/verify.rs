@@ -53,25 +53,31 @@ pub fn sans_match(cert: &CertificateDer<'_>, matchers: &[SanMatcher]) -> bool {
 }
 
 /// A DNS SAN of the certificate against a matcher. An `exact` matcher also accepts a
-/// wildcard SAN covering it, by RFC 6125 6.4.3 as Envoy applies it (`dnsNameMatch`): the `*`
-/// is the whole leftmost label and stands for exactly one label, so `*.example.com` covers
-/// `a.example.com` but neither `a.b.example.com` nor `example.com`.
+/// wildcard SAN covering it ([`name_covers`]), as Envoy's `dnsNameMatch` does.
 pub fn dns_san_matches(matcher: &StringMatch, name: &str) -> bool {
-    if matcher.matches(name) {
-        return true;
-    }
-    let (StringMatch::Exact(want, ignore_case), Some(parent)) = (matcher, name.strip_prefix("*."))
-    else {
-        return false;
+    matcher.matches(name)
+        || matches!(matcher, StringMatch::Exact(want, ignore_case)
+            if name.starts_with("*.") && name_covers(name, want, *ignore_case))
+}
+
+/// Whether a certificate name covers `host`, by RFC 6125 6.4.3 as Envoy (and BoringSSL)
+/// apply it: a `*` is the whole leftmost label and stands for exactly one non-empty label, so
+/// `*.example.com` covers `a.example.com` but neither `a.b.example.com` nor `example.com`.
+/// The one place of this rule: SAN checks and the choice of a certificate by SNI use it.
+pub fn name_covers(name: &str, host: &str, ignore_case: bool) -> bool {
+    let same = |a: &str, b: &str| {
+        if ignore_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
     };
-    want.split_once('.').is_some_and(|(label, rest)| {
-        !label.is_empty()
-            && if *ignore_case {
-                rest.eq_ignore_ascii_case(parent)
-            } else {
-                rest == parent
-            }
-    })
+    match name.strip_prefix("*.") {
+        Some(parent) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && same(rest, parent)),
+        None => same(name, host),
+    }
 }
 
 /// rustls's client-certificate verifier plus the SAN matchers, counting failures in the
@@ -235,6 +241,9 @@ mod tests {
         assert!(!dns_san_matches(&exact("example.com"), "*.example.com"));
         assert!(!dns_san_matches(&exact(".example.com"), "*.example.com"));
         assert!(dns_san_matches(&exact("xds"), "xds"));
+        assert!(name_covers("*.example.com", "b.example.com", false));
+        assert!(!name_covers("*.example.com", "x.b.example.com", false));
+        assert!(name_covers("a.example.com", "a.example.com", false));
         assert!(dns_san_matches(
             &StringMatch::Exact("A.Example.com".into(), true),
             "*.example.COM"
