@@ -123,12 +123,7 @@ impl<T> Source<T> {
 impl ServerTls {
     /// The longest time a listener warms for this context's SDS secrets: `None` forever.
     pub fn warming_timeout(&self) -> Option<Duration> {
-        longest_fetch(
-            self.certs
-                .iter()
-                .filter_map(Source::fetch_timeout)
-                .chain(self.validation.iter().filter_map(Source::fetch_timeout)),
-        )
+        longest_fetch(self.certs.iter(), self.validation.as_ref())
     }
 
     /// The SDS secrets it needs: (key, origin).
@@ -150,19 +145,20 @@ impl ClientTls {
 
     /// The longest time a cluster warms for this context's SDS secrets: `None` forever.
     pub fn warming_timeout(&self) -> Option<Duration> {
-        longest_fetch(
-            self.cert
-                .iter()
-                .filter_map(Source::fetch_timeout)
-                .chain(self.validation.iter().filter_map(Source::fetch_timeout)),
-        )
+        longest_fetch(self.cert.iter(), self.validation.as_ref())
     }
 }
 
-/// The longest of some secrets' fetch timeouts (`None`: one waits forever). Envoy's init
+/// The longest fetch timeout of a context's secrets (`None`: one waits forever). Envoy's init
 /// manager starts every secret's fetch at once and is done when the last one is, so the
 /// context waits for the longest.
-fn longest_fetch(fetches: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
+fn longest_fetch<'a>(
+    certs: impl Iterator<Item = &'a Source<CertifiedKey>>,
+    validation: Option<&'a Source<Validation>>,
+) -> Option<Duration> {
+    let fetches = certs
+        .filter_map(Source::fetch_timeout)
+        .chain(validation.and_then(Source::fetch_timeout));
     let mut longest = Duration::ZERO;
     for fetch in fetches {
         longest = longest.max(fetch?);
