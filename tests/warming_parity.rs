@@ -2,8 +2,9 @@
 //! own controlplane serving the same resources (but for the listener port): a cluster whose
 //! upstream CA comes over SDS, a listener routing to it, the secret written after both. What
 //! a client sees at each step must agree: no listener before the secret (Envoy starts LDS once
-//! its clusters are warm), 200 as the first answer, and, for a replacement whose secret never
-//! comes, 503 once its initial_fetch_timeout has passed and it is used without it.
+//! its clusters are warm), 200 as the first answer, the previous version serving while a
+//! replacement waits for a secret that never comes, and 503 once its initial_fetch_timeout
+//! has passed and it is used without it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -43,9 +44,14 @@ async fn cds_acked(
     (!acked.is_null() && acked == s["version_sent"] && acked != *old).then_some(acked)
 }
 
-/// Runs the story against one proxy; returns what the client saw at each step, and apart
-/// the answer while the replacement cluster warms.
-async fn story(envoy: bool, ca: &Ca, backend: u16, work: &Path) -> (Vec<String>, String) {
+/// Whether a CDS version other than `old` has been sent to the proxy.
+async fn cds_sent(cp: &Controlplane, node: &str, old: &serde_json::Value) -> Option<()> {
+    let s = cp.proxy_type(node, "CDS").await?;
+    (s["version_sent"] != *old).then_some(())
+}
+
+/// Runs the story against one proxy; returns what the client saw at each step.
+async fn story(envoy: bool, ca: &Ca, backend: u16, work: &Path) -> Vec<String> {
     let name = if envoy { "envoy" } else { "dataplane" };
     let work = &work.join(name);
     let dir = work.join("config");
@@ -80,15 +86,20 @@ async fn story(envoy: bool, ca: &Ca, backend: u16, work: &Path) -> (Vec<String>,
     seen.push(format!("first answer: {first}"));
     let [cluster, _] = warming_resources(port, backend, "never", ", initial_fetch_timeout: 3s");
     write("cluster.yaml", cluster);
-    eventually("the new CDS version ACKed", || cds_acked(&cp, &node, &v1)).await;
-    let warming = answer(port).await;
+    // Sent, not ACKed: Envoy holds its CDS ACK until the clusters it brought have warmed
+    // (cluster_manager_impl.cc pauses CDS while clusters warm), ours ACKs at once.
+    eventually("the new CDS version sent", || cds_sent(&cp, &node, &v1)).await;
+    seen.push(format!(
+        "while the new version warms: {}",
+        answer(port).await
+    ));
     let after = eventually("past initial_fetch_timeout", || async {
         let a = answer(port).await;
         (a != "200").then_some(a)
     })
     .await;
     seen.push(format!("after initial_fetch_timeout: {after}"));
-    (seen, warming)
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +109,7 @@ async fn cluster_warming_for_sds_agrees_with_envoy() {
     let ca = Ca::new("backend ca");
     let leaf = ca.leaf("backend", &["backend.test"], &[], false);
     let (backend, _) = tls::backend(&leaf, None).await.unwrap();
-    let ((ours, ours_warming), (envoy, _)) = tokio::join!(
+    let (ours, envoy) = tokio::join!(
         story(false, &ca, backend.port(), work.path()),
         story(true, &ca, backend.port(), work.path())
     );
@@ -108,14 +119,9 @@ async fn cluster_warming_for_sds_agrees_with_envoy() {
         [
             "before the secret: refused",
             "first answer: 200",
+            "while the new version warms: 200",
             "after initial_fetch_timeout: 503 upstream connect error or disconnect/reset before \
              headers. reset reason: remote connection failure",
         ]
     );
-    // While the replacement warms the previous version serves: Envoy's documented cluster
-    // warming, and what Envoy does with an openssl s_server backend (checked by hand). Against
-    // this in-process rustls backend Envoy answers 503 (UF) at that step instead, failing the
-    // old version's new upstream connections; the cause is not understood yet, so that step
-    // is not compared.
-    assert_eq!(ours_warming, "200");
 }
