@@ -3,8 +3,8 @@
 //! upstream CA comes over SDS, a listener routing to it, the secret written after both. What
 //! a client sees at each step must agree: no listener before the secret (Envoy starts LDS once
 //! its clusters are warm), 200 as the first answer, the previous version serving while a
-//! replacement waits for a secret that never comes, and 503 once its initial_fetch_timeout
-//! has passed and it is used without it.
+//! replacement waits for a secret that never comes (its CDS version not ACKed until then), and
+//! 503 once its initial_fetch_timeout has passed and it is used without it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -86,19 +86,24 @@ async fn story(envoy: bool, ca: &Ca, backend: u16, work: &Path) -> Vec<String> {
     seen.push(format!("first answer: {first}"));
     let [cluster, _] = warming_resources(port, backend, "never", ", initial_fetch_timeout: 3s");
     write("cluster.yaml", cluster);
-    // Sent, not ACKed: Envoy holds its CDS ACK until the clusters it brought have warmed
-    // (cluster_manager_impl.cc pauses CDS while clusters warm), ours ACKs at once.
     eventually("the new CDS version sent", || cds_sent(&cp, &node, &v1)).await;
     seen.push(format!(
         "while the new version warms: {}",
         answer(port).await
     ));
+    // Envoy holds its CDS ACK until the clusters it brought have warmed.
+    let acked = cds_acked(&cp, &node, &v1).await.is_some();
+    seen.push(format!("CDS ACKed while it warms: {acked}"));
     let after = eventually("past initial_fetch_timeout", || async {
         let a = answer(port).await;
         (a != "200").then_some(a)
     })
     .await;
     seen.push(format!("after initial_fetch_timeout: {after}"));
+    eventually("the held CDS ACK once the cluster is in use", || {
+        cds_acked(&cp, &node, &v1)
+    })
+    .await;
     seen
 }
 
@@ -120,6 +125,7 @@ async fn cluster_warming_for_sds_agrees_with_envoy() {
             "before the secret: refused",
             "first answer: 200",
             "while the new version warms: 200",
+            "CDS ACKed while it warms: false",
             "after initial_fetch_timeout: 503 upstream connect error or disconnect/reset before \
              headers. reset reason: remote connection failure",
         ]

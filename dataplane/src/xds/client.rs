@@ -115,6 +115,14 @@ impl XdsClient {
         }
     }
 
+    /// Whether a CDS ACK may go out. Once its clusters are initialized, Envoy pauses CDS while
+    /// clusters it brought are warming and sends the ACK when they are warm
+    /// (cluster_manager_impl.cc: "Once cluster is warmed up, CDS is resumed, and ACK is sent
+    /// to ADS server"), so a management server sees the ACK when the new clusters serve.
+    fn cds_resumed(&self) -> bool {
+        !self.runtime.clusters_initialized() || self.runtime.load().warming.is_empty()
+    }
+
     fn wanted(&self, url: &'static str) -> BTreeSet<String> {
         match url {
             type_url::ENDPOINT => self.store.eds_names(),
@@ -198,11 +206,25 @@ impl XdsClient {
             .map_err(|e| (e.into(), false))?
             .into_inner();
         let mut received = false;
+        let mut changes = self.runtime.subscribe();
+        let mut held: Option<DiscoveryRequest> = None;
         loop {
-            let response = match stream.message().await {
-                Ok(Some(r)) => r,
-                Ok(None) => return Ok(received),
-                Err(e) => return Err((e.into(), received)),
+            // tonic's `message` is cancel safe.
+            let response = tokio::select! {
+                m = stream.message() => match m {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return Ok(received),
+                    Err(e) => return Err((e.into(), received)),
+                },
+                _ = changes.changed(), if held.is_some() => {
+                    if self.cds_resumed()
+                        && let Some(ack) = held.take()
+                        && tx.send(ack).await.is_err()
+                    {
+                        return Ok(received);
+                    }
+                    continue;
+                }
             };
             received = true;
             let Some(url) = known(&response.type_url) else {
@@ -235,7 +257,9 @@ impl XdsClient {
                 error_detail,
                 ..Default::default()
             };
-            if tx.send(ack).await.is_err() {
+            if url == type_url::CLUSTER && !self.cds_resumed() {
+                held = Some(ack);
+            } else if tx.send(ack).await.is_err() {
                 return Ok(received);
             }
             // Follow the names the listeners and clusters need now.
@@ -325,11 +349,25 @@ impl XdsClient {
             .map_err(|e| (e.into(), false))?
             .into_inner();
         let mut received = false;
+        let mut changes = self.runtime.subscribe();
+        let mut held: Option<DeltaDiscoveryRequest> = None;
         loop {
-            let response = match stream.message().await {
-                Ok(Some(r)) => r,
-                Ok(None) => return Ok(received),
-                Err(e) => return Err((e.into(), received)),
+            // tonic's `message` is cancel safe.
+            let response = tokio::select! {
+                m = stream.message() => match m {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return Ok(received),
+                    Err(e) => return Err((e.into(), received)),
+                },
+                _ = changes.changed(), if held.is_some() => {
+                    if self.cds_resumed()
+                        && let Some(ack) = held.take()
+                        && tx.send(ack).await.is_err()
+                    {
+                        return Ok(received);
+                    }
+                    continue;
+                }
             };
             received = true;
             let Some(url) = known(&response.type_url) else {
@@ -348,7 +386,9 @@ impl XdsClient {
                 error_detail,
                 ..Default::default()
             };
-            if tx.send(ack).await.is_err() {
+            if url == type_url::CLUSTER && !self.cds_resumed() {
+                held = Some(ack);
+            } else if tx.send(ack).await.is_err() {
                 return Ok(received);
             }
             for dep in DEPENDENT {
