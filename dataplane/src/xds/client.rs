@@ -123,6 +123,31 @@ impl XdsClient {
         !self.runtime.clusters_initialized() || self.runtime.load().warming.is_empty()
     }
 
+    /// The next response (`None`: the stream or our side of it ended); while waiting, a held
+    /// CDS ACK goes out as soon as the clusters are warm.
+    async fn next<M, R>(
+        &self,
+        stream: &mut tonic::Streaming<M>,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+        held: &mut Option<R>,
+        tx: &mpsc::Sender<R>,
+    ) -> Result<Option<M>, tonic::Status> {
+        loop {
+            // tonic's `message` is cancel safe.
+            tokio::select! {
+                m = stream.message() => return m,
+                _ = changes.changed(), if held.is_some() => {
+                    if self.cds_resumed()
+                        && let Some(ack) = held.take()
+                        && tx.send(ack).await.is_err()
+                    {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
     fn wanted(&self, url: &'static str) -> BTreeSet<String> {
         match url {
             type_url::ENDPOINT => self.store.eds_names(),
@@ -209,22 +234,10 @@ impl XdsClient {
         let mut changes = self.runtime.subscribe();
         let mut held: Option<DiscoveryRequest> = None;
         loop {
-            // tonic's `message` is cancel safe.
-            let response = tokio::select! {
-                m = stream.message() => match m {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return Ok(received),
-                    Err(e) => return Err((e.into(), received)),
-                },
-                _ = changes.changed(), if held.is_some() => {
-                    if self.cds_resumed()
-                        && let Some(ack) = held.take()
-                        && tx.send(ack).await.is_err()
-                    {
-                        return Ok(received);
-                    }
-                    continue;
-                }
+            let response = match self.next(&mut stream, &mut changes, &mut held, &tx).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(received),
+                Err(e) => return Err((e.into(), received)),
             };
             received = true;
             let Some(url) = known(&response.type_url) else {
@@ -352,22 +365,10 @@ impl XdsClient {
         let mut changes = self.runtime.subscribe();
         let mut held: Option<DeltaDiscoveryRequest> = None;
         loop {
-            // tonic's `message` is cancel safe.
-            let response = tokio::select! {
-                m = stream.message() => match m {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return Ok(received),
-                    Err(e) => return Err((e.into(), received)),
-                },
-                _ = changes.changed(), if held.is_some() => {
-                    if self.cds_resumed()
-                        && let Some(ack) = held.take()
-                        && tx.send(ack).await.is_err()
-                    {
-                        return Ok(received);
-                    }
-                    continue;
-                }
+            let response = match self.next(&mut stream, &mut changes, &mut held, &tx).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(received),
+                Err(e) => return Err((e.into(), received)),
             };
             received = true;
             let Some(url) = known(&response.type_url) else {
