@@ -84,7 +84,7 @@ fn handle(path: &str, runtime: &Runtime, node_id: &str) -> Response<Full<Bytes>>
 
 /// The counters we keep, in Envoy's `/stats` text format (`name: value`); so far the
 /// `ssl.*` counters of clusters and listeners (a listener's TLS chains summed, as Envoy keeps
-/// one set per listener).
+/// one set per listener), and the access log files' `filesystem.*`.
 fn stats(runtime: &Runtime) -> String {
     let snapshot = runtime.load();
     let listeners = snapshot.config.listeners.values().filter_map(|l| {
@@ -115,6 +115,7 @@ fn stats(runtime: &Runtime) -> String {
         .flatten()
         .chain(listeners.flatten())
         .collect();
+    lines.extend(crate::observe::access_log::writer::STATS.lines());
     lines.sort();
     lines.into_iter().map(|l| l + "\n").collect()
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod http;
 pub mod listener;
 pub mod memory;
+pub mod observe;
 pub mod runtime;
 pub mod tcp;
 pub mod tls;

@@ -168,6 +168,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     use std::io::Write;
     std::io::stdout().flush()?;
     tracing::info!(%admin_addr, node = %boot.node.id, "dataplane started");
+    // Envoy reopens its access log files on SIGUSR1 (log rotation).
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            dataplane::observe::access_log::writer::reopen_files();
+        }
+    });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => {}

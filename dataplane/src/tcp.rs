@@ -11,23 +11,61 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::config::listener::TcpProxy;
+use crate::http::Downstream;
+use crate::observe::access_log::Entry;
 use crate::runtime::Runtime;
 use crate::upstream::cluster::ActiveRequest;
 
-/// Serves one downstream connection (plaintext or TLS-terminated) to its end.
-pub async fn serve_connection<S>(downstream: S, proxy: TcpProxy, runtime: Arc<Runtime>)
-where
+/// Serves one downstream connection (plaintext or TLS-terminated) to its end, then writes
+/// its access log (if any).
+pub async fn serve_connection<S>(
+    downstream: S,
+    conn: Downstream,
+    proxy: TcpProxy,
+    runtime: Arc<Runtime>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(logs) = proxy.access_log.clone() else {
+        return proxy_connection(downstream, &proxy, runtime, &mut None).await;
+    };
+    let mut log = Some(Box::new(Entry::new(conn)));
+    proxy_connection(downstream, &proxy, runtime, &mut log).await;
+    if let Some(mut e) = log {
+        e.finish();
+        logs.emit(&e);
+    }
+}
+
+async fn proxy_connection<S>(
+    downstream: S,
+    proxy: &TcpProxy,
+    runtime: Arc<Runtime>,
+    log: &mut Option<Box<Entry>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let snapshot = runtime.load();
+    let note = |log: &mut Option<Box<Entry>>, flag: &str| {
+        if let Some(e) = log {
+            e.flags.insert(flag);
+        }
+    };
+    if let Some(e) = log {
+        e.upstream_cluster = Some(proxy.cluster.clone());
+    }
     let Some(cluster) = snapshot.clusters.get(&proxy.cluster).cloned() else {
         tracing::debug!(cluster = %proxy.cluster, "tcp_proxy: no such cluster, closing");
-        return;
+        return note(log, "NC");
     };
     let Some(host) = cluster.pick(None, 0).cloned() else {
         tracing::debug!(cluster = %proxy.cluster, "tcp_proxy: no healthy upstream, closing");
-        return;
+        return note(log, "UH");
     };
+    if let Some(e) = log {
+        e.upstream_host = Some(host.addr);
+        e.attempts = 1;
+    }
     let _active = ActiveRequest::new(host.clone());
     let upstream = match tokio::time::timeout(
         cluster.config.connect_timeout,
@@ -36,12 +74,24 @@ where
     .await
     {
         Ok(Ok(s)) => s,
-        _ => {
+        Ok(Err(e)) => {
             host.failures.fetch_add(1, Ordering::Relaxed);
-            return;
+            if let Some(entry) = log
+                && e.kind() == std::io::ErrorKind::ConnectionRefused
+            {
+                entry.transport_failure = Some("delayed_connect_error:_Connection_refused".into());
+            }
+            return note(log, "UF");
+        }
+        Err(_) => {
+            host.failures.fetch_add(1, Ordering::Relaxed);
+            return note(log, "UF");
         }
     };
     let _ = upstream.set_nodelay(true);
+    if let Some(e) = log {
+        e.upstream_local = upstream.local_addr().ok();
+    }
     let upstream = match &cluster.config.tls {
         None => Upstream::Plain(upstream),
         Some(tls) => {
@@ -55,23 +105,35 @@ where
                 Ok(Ok(s)) => Upstream::Tls(Box::new(s)),
                 _ => {
                     host.failures.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return note(log, "UF");
                 }
             }
         }
     };
     drop(snapshot);
     let (dr, dw) = tokio::io::split(downstream);
+    let counts = Counts::default();
     match upstream {
         Upstream::Plain(s) => {
             let (ur, uw) = s.into_split();
-            copy(dr, dw, ur, uw, proxy.idle_timeout).await
+            copy(dr, dw, ur, uw, proxy.idle_timeout, &counts).await
         }
         Upstream::Tls(s) => {
             let (ur, uw) = tokio::io::split(*s);
-            copy(dr, dw, ur, uw, proxy.idle_timeout).await
+            copy(dr, dw, ur, uw, proxy.idle_timeout, &counts).await
         }
     }
+    if let Some(e) = log {
+        e.bytes_received = counts.received.load(Ordering::Relaxed);
+        e.bytes_sent = counts.sent.load(Ordering::Relaxed);
+    }
+}
+
+/// Bytes from the downstream (received) and to it (sent), for the access log.
+#[derive(Default)]
+struct Counts {
+    received: AtomicU64,
+    sent: AtomicU64,
 }
 
 enum Upstream {
@@ -86,11 +148,15 @@ async fn copy(
     ur: impl AsyncRead + Unpin,
     uw: impl AsyncWrite + Unpin,
     idle_timeout: Option<Duration>,
+    counts: &Counts,
 ) {
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
     let copy = async {
-        let _ = tokio::join!(pipe(dr, uw, &last, start), pipe(ur, dw, &last, start));
+        let _ = tokio::join!(
+            pipe(dr, uw, &last, start, &counts.received),
+            pipe(ur, dw, &last, start, &counts.sent)
+        );
     };
     match idle_timeout {
         None => copy.await,
@@ -109,6 +175,7 @@ async fn pipe(
     mut to: impl AsyncWrite + Unpin,
     last: &AtomicU64,
     start: Instant,
+    counted: &AtomicU64,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -117,6 +184,7 @@ async fn pipe(
             return to.shutdown().await;
         }
         last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        counted.fetch_add(n as u64, Ordering::Relaxed);
         to.write_all(&buf[..n]).await?;
     }
 }

@@ -23,6 +23,27 @@ pub enum Operator {
     /// The client's address and port.
     DownstreamRemoteAddress,
     DownstreamRemoteAddressWithoutPort,
+    /// Our address and port the client connected to.
+    DownstreamLocalAddress,
+    DownstreamLocalAddressWithoutPort,
+}
+
+impl Operator {
+    /// The operator of that name (also the access log formats' connection operators).
+    pub fn named(name: &str) -> Option<Operator> {
+        Some(match name {
+            "DOWNSTREAM_PEER_URI_SAN" => Operator::DownstreamPeerUriSan,
+            "DOWNSTREAM_PEER_DNS_SAN" => Operator::DownstreamPeerDnsSan,
+            "REQUESTED_SERVER_NAME" => Operator::RequestedServerName,
+            "DOWNSTREAM_REMOTE_ADDRESS" => Operator::DownstreamRemoteAddress,
+            "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => {
+                Operator::DownstreamRemoteAddressWithoutPort
+            }
+            "DOWNSTREAM_LOCAL_ADDRESS" => Operator::DownstreamLocalAddress,
+            "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT" => Operator::DownstreamLocalAddressWithoutPort,
+            _ => return None,
+        })
+    }
 }
 
 /// `None` for a plain value (no `%`), the common case kept as a ready `HeaderValue`.
@@ -48,20 +69,12 @@ pub fn parse(value: &str) -> FieldResult<Option<Vec<Piece>>> {
                 format!("\"{value}\": unterminated %OPERATOR%"),
             ));
         };
-        let op = match &after[..end] {
-            "DOWNSTREAM_PEER_URI_SAN" => Operator::DownstreamPeerUriSan,
-            "DOWNSTREAM_PEER_DNS_SAN" => Operator::DownstreamPeerDnsSan,
-            "REQUESTED_SERVER_NAME" => Operator::RequestedServerName,
-            "DOWNSTREAM_REMOTE_ADDRESS" => Operator::DownstreamRemoteAddress,
-            "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => {
-                Operator::DownstreamRemoteAddressWithoutPort
-            }
-            other => {
-                return Err(FieldError::new(
-                    "header.value",
-                    format!("operator %{other}% is not supported"),
-                ));
-            }
+        let name = &after[..end];
+        let Some(op) = Operator::named(name) else {
+            return Err(FieldError::new(
+                "header.value",
+                format!("operator %{name}% is not supported"),
+            ));
         };
         if !text.is_empty() {
             pieces.push(Piece::Text(std::mem::take(&mut text)));

@@ -18,11 +18,13 @@ use xds_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy as XdsTcpProxy, tcp_proxy,
 };
 
+use super::access_log::access_logs;
 use super::tls::ServerTls;
 use super::{
     ConfigError, FieldError, FieldResult, RouteTable, ads_config_source, duration, only_fields,
     socket_addr, unpack, validate,
 };
+use crate::observe::access_log::AccessLogs;
 use chain_match::{chain_match, check_distinct};
 
 mod chain_match;
@@ -98,6 +100,8 @@ pub struct HttpManager {
     /// How long the listener warms waiting for its RDS routes (`rds.config_source`'s
     /// `initial_fetch_timeout`; `None`: forever).
     pub rds_fetch_timeout: Option<Duration>,
+    /// `access_log`; `None` when there is none.
+    pub access_log: Option<Arc<AccessLogs>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +123,8 @@ pub struct TcpProxy {
     pub stat_prefix: String,
     pub cluster: String,
     pub idle_timeout: Option<Duration>,
+    /// `access_log`, written when the connection ends; `None` when there is none.
+    pub access_log: Option<Arc<AccessLogs>>,
 }
 
 impl TryFrom<&XdsListener> for Listener {
@@ -308,6 +314,7 @@ fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
             "upgrade_configs",
             "server_name",
             "common_http_protocol_options",
+            "access_log",
         ],
     )?;
     let codec = match CodecType::try_from(h.codec_type) {
@@ -398,6 +405,7 @@ fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
             .or(Some(Duration::from_secs(3600)))
             .filter(|d| !d.is_zero()),
         rds_fetch_timeout,
+        access_log: access_logs(&h.access_log)?,
     })
 }
 
@@ -409,6 +417,7 @@ fn tcp(t: &XdsTcpProxy) -> FieldResult<TcpProxy> {
             "cluster_specifier",
             "cluster",
             "idle_timeout",
+            "access_log",
         ],
     )?;
     let cluster = match &t.cluster_specifier {
@@ -429,5 +438,6 @@ fn tcp(t: &XdsTcpProxy) -> FieldResult<TcpProxy> {
         stat_prefix: t.stat_prefix.clone(),
         cluster,
         idle_timeout,
+        access_log: access_logs(&t.access_log)?,
     })
 }

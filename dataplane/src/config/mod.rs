@@ -11,6 +11,7 @@
 //! the descriptors instead, because it also covers every typed config inside an `Any` and costs
 //! a fraction of the code. A new Envoy field is therefore refused, never silently ignored.
 
+pub mod access_log;
 pub mod cluster;
 pub mod endpoint;
 pub mod error;

@@ -407,7 +407,7 @@ pub(crate) fn string_match(m: &StringMatcher) -> FieldResult<StringMatch> {
 
 // The deprecated exact/prefix/... variants are still accepted by Envoy 1.40 and still written.
 #[allow(deprecated)]
-fn header_match(h: &HeaderMatcher) -> FieldResult<HeaderMatch> {
+pub(crate) fn header_match(h: &HeaderMatcher) -> FieldResult<HeaderMatch> {
     let kind = match &h.header_match_specifier {
         None => HeaderMatchKind::Present(true),
         Some(HeaderMatchSpecifier::ExactMatch(s)) => {

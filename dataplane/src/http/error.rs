@@ -2,6 +2,7 @@
 //! the body of its local reply, and its response flag (for logs). This file is the only place
 //! that decides them.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// Who is to blame.
@@ -89,6 +90,46 @@ impl ProxyError {
                 "upstream connect error or disconnect/reset before headers. reset reason: protocol error".into()
             }
             ProxyError::BadRequest(reason) => reason.clone(),
+        }
+    }
+
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` for it.
+    pub fn details(&self) -> Cow<'static, str> {
+        match self {
+            ProxyError::NoRoute => "route_not_found".into(),
+            ProxyError::NoCluster(_) => "cluster_not_found".into(),
+            ProxyError::NoHealthyUpstream => "no_healthy_upstream".into(),
+            ProxyError::ConnectFailure(_) => match self.transport_failure() {
+                Some(why) => format!(
+                    "upstream_reset_before_response_started{{remote_connection_failure|{why}}}"
+                )
+                .into(),
+                None => "upstream_reset_before_response_started{remote_connection_failure}".into(),
+            },
+            ProxyError::Reset(_) => {
+                "upstream_reset_before_response_started{connection_termination}".into()
+            }
+            ProxyError::Protocol(_) => {
+                "upstream_reset_before_response_started{protocol_error}".into()
+            }
+            ProxyError::Timeout(_) => "upstream_response_timeout".into(),
+            ProxyError::StreamIdle => "stream_idle_timeout".into(),
+            ProxyError::BadRequest(_) => "downstream_local_disconnect".into(),
+        }
+    }
+
+    /// Envoy's `%UPSTREAM_TRANSPORT_FAILURE_REASON%` (spaces as `_`, as Envoy writes it) for
+    /// a connect failure it can name.
+    pub fn transport_failure(&self) -> Option<Cow<'static, str>> {
+        let ProxyError::ConnectFailure(reason) = self else {
+            return None;
+        };
+        if reason.contains("Connection refused") {
+            Some("delayed_connect_error:_Connection_refused".into())
+        } else if reason.contains("TLS") || reason.contains("certificate") {
+            Some("TLS_error".into())
+        } else {
+            None
         }
     }
 

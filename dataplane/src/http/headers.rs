@@ -149,23 +149,12 @@ fn apply(
 
 /// A header value with command operators, for this connection; `None` when empty.
 fn render(pieces: &[Piece], conn: &Downstream) -> Option<HeaderValue> {
-    let tls = conn.tls.as_ref();
     let mut out = String::new();
     for piece in pieces {
         match piece {
             Piece::Text(t) => out.push_str(t),
-            Piece::Op(Operator::DownstreamPeerUriSan) => {
-                out.push_str(&tls.map(|t| t.peer_uri_sans.join(",")).unwrap_or_default())
-            }
-            Piece::Op(Operator::DownstreamPeerDnsSan) => {
-                out.push_str(&tls.map(|t| t.peer_dns_sans.join(",")).unwrap_or_default())
-            }
-            Piece::Op(Operator::RequestedServerName) => {
-                out.push_str(tls.and_then(|t| t.sni.as_deref()).unwrap_or_default())
-            }
-            Piece::Op(Operator::DownstreamRemoteAddress) => out.push_str(&conn.peer.to_string()),
-            Piece::Op(Operator::DownstreamRemoteAddressWithoutPort) => {
-                out.push_str(&conn.peer.ip().to_string())
+            Piece::Op(op) => {
+                connection_value(*op, conn, &mut out);
             }
         }
     }
@@ -173,6 +162,37 @@ fn render(pieces: &[Piece], conn: &Downstream) -> Option<HeaderValue> {
         return None;
     }
     HeaderValue::from_str(&out).ok()
+}
+
+/// Appends the value of a connection operator (header values and access logs share it);
+/// `false` when the connection has none (no TLS, no client certificate, no such SAN).
+pub fn connection_value(op: Operator, conn: &Downstream, out: &mut String) -> bool {
+    use std::fmt::Write as _;
+    let tls = conn.tls.as_deref();
+    let list = |out: &mut String, items: &[String]| {
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(item);
+        }
+        !items.is_empty()
+    };
+    match op {
+        Operator::DownstreamPeerUriSan => list(out, tls.map_or(&[], |t| &t.peer_uri_sans)),
+        Operator::DownstreamPeerDnsSan => list(out, tls.map_or(&[], |t| &t.peer_dns_sans)),
+        Operator::RequestedServerName => match tls.and_then(|t| t.sni.as_deref()) {
+            Some(sni) => {
+                out.push_str(sni);
+                true
+            }
+            None => false,
+        },
+        Operator::DownstreamRemoteAddress => write!(out, "{}", conn.peer).is_ok(),
+        Operator::DownstreamRemoteAddressWithoutPort => write!(out, "{}", conn.peer.ip()).is_ok(),
+        Operator::DownstreamLocalAddress => write!(out, "{}", conn.local).is_ok(),
+        Operator::DownstreamLocalAddressWithoutPort => write!(out, "{}", conn.local.ip()).is_ok(),
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 /// What the request path knows of the downstream connection.
 #[derive(Debug, Clone)]
 pub struct Downstream {
+    /// The connection's number (`%CONNECTION_ID%`), unique in this process.
+    pub id: u64,
     /// The client's address.
     pub peer: SocketAddr,
     /// Our address the client connected to.

@@ -129,9 +129,13 @@ impl StringMatch {
 
 impl HeaderMatch {
     fn matches(&self, parts: &Parts) -> bool {
+        self.matches_headers(&parts.headers)
+    }
+
+    /// Also the access log's `header_filter`.
+    pub fn matches_headers(&self, headers: &http::HeaderMap) -> bool {
         // Several values of one header are matched joined by "," (Envoy's HeaderUtility).
-        let values: Vec<&str> = parts
-            .headers
+        let values: Vec<&str> = headers
             .get_all(&self.name)
             .iter()
             .filter_map(|v| v.to_str().ok())

@@ -19,6 +19,8 @@ use crate::config::listener::{HttpManager, RouteSource};
 use crate::config::route::{
     Action, ClusterTarget, Forward, Redirect, RetryPolicy, Route, RouteTable, VirtualHost,
 };
+use crate::observe::access_log::body::Counted;
+use crate::observe::access_log::{self, BodyCount, Entry};
 use crate::runtime::{Runtime, Snapshot};
 use crate::upstream::cluster::ActiveRequest;
 use crate::upstream::pool::{self, Body};
@@ -26,19 +28,55 @@ use crate::upstream::pool::{self, Body};
 /// The largest request body kept for retries (Envoy's default per-connection buffer limit).
 const RETRY_BUFFER_LIMIT: u64 = 1024 * 1024;
 
-/// Handles one request; never fails: errors become Envoy's local replies.
+/// Handles one request; never fails: errors become Envoy's local replies. With access logs,
+/// what happens is recorded in an [`Entry`] that is written when the response body ends.
 pub async fn handle(
     req: Request<Incoming>,
     downstream: Downstream,
     hcm: &HttpManager,
     runtime: &Runtime,
 ) -> Response<Body> {
+    let Some(logs) = &hcm.access_log else {
+        return respond(req, downstream, hcm, runtime, &mut None).await;
+    };
+    let mut log = Some(Box::new(Entry::new(downstream.clone())));
+    let response = respond(req, downstream, hcm, runtime, &mut log).await;
+    match log {
+        Some(entry) => access_log::body::wrap(response, entry, logs.clone()),
+        None => response,
+    }
+}
+
+/// What the access log is told as the request goes (nothing without access logs).
+type Log = Option<Box<Entry>>;
+
+async fn respond(
+    req: Request<Incoming>,
+    downstream: Downstream,
+    hcm: &HttpManager,
+    runtime: &Runtime,
+    log: &mut Log,
+) -> Response<Body> {
     let snapshot = runtime.load();
     let table = match &hcm.routes {
         RouteSource::Rds(name) => snapshot.config.routes.get(name).cloned(),
         RouteSource::Inline(t) => Some(t.clone()),
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // The connection manager's own headers come before routing, as in Envoy (a route may
+    // match on x-forwarded-proto; the access log sees the x-request-id).
+    headers::forwarded(&mut parts.headers, &downstream, hcm);
+    if let Some(e) = log {
+        e.capture_request(
+            &parts,
+            &hcm.access_log
+                .as_ref()
+                .map_or(&[][..], |l| &l.request_headers),
+        );
+        if body.is_end_stream() {
+            e.request_end = Some(e.elapsed());
+        }
+    }
     let host = parts
         .headers
         .get(http::header::HOST)
@@ -47,17 +85,24 @@ pub async fn handle(
         .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .unwrap_or_default();
     let Some(table) = table else {
-        return local_reply(hcm, &ProxyError::NoRoute, &[], &downstream);
+        return fail(hcm, &ProxyError::NoRoute, &[], &downstream, log);
     };
     let Some(vhost) = table.vhost(&host) else {
-        return local_reply(hcm, &ProxyError::NoRoute, &[], &downstream);
+        return fail(hcm, &ProxyError::NoRoute, &[], &downstream, log);
     };
     let Some(route) = vhost.route(&parts) else {
-        return local_reply(hcm, &ProxyError::NoRoute, &[], &downstream);
+        return fail(hcm, &ProxyError::NoRoute, &[], &downstream, log);
     };
+    if let Some(e) = log {
+        e.route_name = Some(route.name.clone()).filter(|n| !n.is_empty());
+        e.details = Some("via_upstream".into());
+    }
     let levels = [&route.headers, &vhost.headers, &table.headers];
     let mut response = match &route.action {
         Action::Direct { status, body } => {
+            if let Some(e) = log {
+                e.details = Some("direct_response".into());
+            }
             let mut r = Response::new(full(body.clone()));
             *r.status_mut() = *status;
             if !body.is_empty() {
@@ -68,7 +113,12 @@ pub async fn handle(
             }
             r
         }
-        Action::Redirect(redirect) => redirect_reply(redirect, &parts, &host, route, &downstream),
+        Action::Redirect(redirect) => {
+            if let Some(e) = log {
+                e.details = Some("direct_response".into());
+            }
+            redirect_reply(redirect, &parts, &host, route, &downstream)
+        }
         Action::Forward(fwd) => {
             let request = Request::from_parts(parts, body);
             match forward(
@@ -80,11 +130,12 @@ pub async fn handle(
                 vhost,
                 route,
                 fwd,
+                log,
             )
             .await
             {
                 Ok(r) => r,
-                Err(e) => return local_reply(hcm, &e, &levels, &downstream),
+                Err(e) => return fail(hcm, &e, &levels, &downstream, log),
             }
         }
     };
@@ -101,6 +152,22 @@ fn set_server(headers: &mut http::HeaderMap, hcm: &HttpManager) {
     if let Ok(v) = HeaderValue::from_str(&hcm.server_name) {
         headers.insert(http::header::SERVER, v);
     }
+}
+
+/// The local reply for an error, its flag and details noted for the access log.
+fn fail(
+    hcm: &HttpManager,
+    e: &ProxyError,
+    levels: &[&crate::config::route::HeaderRules],
+    conn: &Downstream,
+    log: &mut Log,
+) -> Response<Body> {
+    if let Some(entry) = log {
+        entry.flags.insert(e.flag());
+        entry.details = Some(e.details());
+        entry.transport_failure = e.transport_failure();
+    }
+    local_reply(hcm, e, levels, conn)
 }
 
 /// Envoy's local reply for an error: its status, a text body, `server`.
@@ -194,6 +261,7 @@ async fn forward(
     vhost: &VirtualHost,
     route: &Route,
     fwd: &Forward,
+    log: &mut Log,
 ) -> Result<Response<Body>, ProxyError> {
     let started = Instant::now();
     let cluster_name: &str = match &fwd.target {
@@ -208,6 +276,9 @@ async fn forward(
         .clusters
         .get(cluster_name)
         .ok_or_else(|| ProxyError::NoCluster(cluster_name.to_string()))?;
+    if let Some(e) = log {
+        e.upstream_cluster = Some(cluster_name.to_string());
+    }
     let (mut parts, body) = req.into_parts();
     let upgrade = hcm.websocket && parts.headers.get(http::header::UPGRADE).is_some();
     // The downstream half of an upgrade; taken out of the extensions before they are cloned
@@ -217,7 +288,6 @@ async fn forward(
         .remove::<hyper::upgrade::OnUpgrade>()
         .filter(|_| upgrade);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::forwarded(&mut parts.headers, downstream, hcm);
     headers::apply_request(
         &mut parts.headers,
         &[&route.headers, &vhost.headers, &table.headers],
@@ -262,12 +332,26 @@ async fn forward(
             .collect()
             .await
             .map_err(|e| ProxyError::BadRequest(format!("downstream body: {e}")))?;
-        (Some(collected.to_bytes()), None)
+        let bytes = collected.to_bytes();
+        if let Some(e) = log {
+            e.bytes_received = bytes.len() as u64;
+            e.request_end = Some(e.elapsed());
+        }
+        (Some(bytes), None)
     } else {
         (None, Some(body))
     };
     let replayable = buffered.is_some() || body.as_ref().is_some_and(|b| b.is_end_stream());
-    let mut body = body.map(|b| b.map_err(Into::into).boxed());
+    let mut body = body.map(|b| match log {
+        Some(e) if !b.is_end_stream() => {
+            let count = BodyCount::new();
+            e.request_body = Some(count.clone());
+            Counted::new(b, count, e.started)
+                .map_err(Into::into)
+                .boxed()
+        }
+        _ => b.map_err(Into::into).boxed(),
+    });
     let retry = fwd.retry.as_ref().filter(|_| replayable);
     let attempts = retry.map_or(1, |r| r.num_retries + 1);
     let deadline = fwd.timeout.map(|t| started + t);
@@ -277,6 +361,10 @@ async fn forward(
             .pick(request_hash.hash, attempt)
             .ok_or(ProxyError::NoHealthyUpstream)?
             .clone();
+        if let Some(e) = log {
+            e.upstream_host = Some(host.addr);
+            e.attempts = attempt + 1;
+        }
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(http::uri::Scheme::HTTP);
         uri.authority = Some(host.authority.clone());
@@ -335,6 +423,17 @@ async fn forward(
         let last = attempt + 1 == attempts || deadline.is_some_and(|d| Instant::now() >= d);
         match result {
             Ok(mut resp) => {
+                if let Some(e) = log {
+                    e.response_start = Some(e.elapsed());
+                    e.upstream_local = resp
+                        .extensions()
+                        .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                        .map(|i| i.local_addr());
+                    if last && attempts > 1 && retry.is_some_and(|r| retry_status(r, resp.status()))
+                    {
+                        e.flags.insert("URX");
+                    }
+                }
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(down) = downstream_upgrade.take()
                 {

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,6 +24,9 @@ use crate::runtime::Runtime;
 use crate::tls::inspector::{self, Hello};
 use crate::tls::rewind::Rewind;
 
+/// The next downstream connection's `%CONNECTION_ID%`.
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(0);
+
 /// Serves one accepted connection to its end.
 pub async fn serve(
     mut stream: TcpStream,
@@ -32,6 +36,7 @@ pub async fn serve(
     drain: watch::Receiver<bool>,
 ) {
     let local = stream.local_addr().unwrap_or(peer);
+    let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let local_port = local.port();
     let deadline = listener.filters_timeout.map(|t| Instant::now() + t);
     let (hello, prefix) = if listener.tls_inspector {
@@ -70,6 +75,7 @@ pub async fn serve(
     let io = Rewind::new(prefix, stream);
     let Some(tls) = &chain.tls else {
         let conn = Downstream {
+            id,
             peer,
             local,
             tls: None,
@@ -90,6 +96,7 @@ pub async fn serve(
     match within(limit, crate::tls::server::accept(io, config, &tls.stats)).await {
         Some(Ok((tls, info))) => {
             let conn = Downstream {
+                id,
                 peer,
                 local,
                 tls: Some(Arc::new(info)),
@@ -124,6 +131,8 @@ async fn dispatch<S>(
         NetworkFilter::Http(hcm) => {
             crate::http::serve_connection(io, conn, hcm.clone(), runtime, drain).await
         }
-        NetworkFilter::Tcp(proxy) => crate::tcp::serve_connection(io, proxy.clone(), runtime).await,
+        NetworkFilter::Tcp(proxy) => {
+            crate::tcp::serve_connection(io, conn, proxy.clone(), runtime).await
+        }
     }
 }

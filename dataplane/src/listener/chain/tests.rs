@@ -11,6 +11,7 @@ fn chain(name: &str, m: ChainMatch) -> FilterChain {
             stat_prefix: String::new(),
             cluster: String::new(),
             idle_timeout: None,
+            access_log: None,
         }),
     }
 }
