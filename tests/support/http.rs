@@ -25,17 +25,33 @@ impl Reply {
 
 /// GET `path` from `addr` (`host:port`); `None` when the connection fails or times out.
 pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Option<Reply> {
+    send(addr, "GET", path, headers, b"").await
+}
+
+/// A request with a body (sent with its Content-Length when not empty).
+pub async fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Reply> {
     let run = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+        let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             request.push_str("Host: test\r\n");
         }
         for (k, v) in headers {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
+        if !body.is_empty() {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
         request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        stream.write_all(&bytes).await.ok()?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.ok()?;
         parse(&raw)

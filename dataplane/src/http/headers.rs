@@ -1,6 +1,8 @@
 //! Header handling as Envoy does it: hop-by-hop headers stripped, x-forwarded-*, x-request-id,
 //! and the configured additions and removals.
 
+use std::net::{IpAddr, SocketAddr};
+
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::Downstream;
@@ -45,6 +47,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // gRPC needs `te: trailers` to reach the upstream.
     if te_trailers {
         headers.insert("te", HeaderValue::from_static("trailers"));
+    }
+}
+
+/// The client's address as Envoy's connection manager sees it (`%DOWNSTREAM_REMOTE_ADDRESS%`):
+/// with `use_remote_address`, the peer; otherwise the x-forwarded-for entry
+/// `xff_num_trusted_hops` + 1 from the right, with port 0 (checked against Envoy 1.40), and
+/// the peer when there is none.
+pub fn client_address(headers: &HeaderMap, conn: &Downstream, hcm: &HttpManager) -> SocketAddr {
+    if hcm.use_remote_address {
+        return conn.peer;
+    }
+    let from_xff = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').nth(hcm.xff_num_trusted_hops as usize))
+        .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
+    match from_xff {
+        Some(ip) => SocketAddr::new(ip, 0),
+        None => conn.peer,
     }
 }
 

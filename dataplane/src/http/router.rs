@@ -65,6 +65,9 @@ async fn respond(
     let (mut parts, body) = req.into_parts();
     // The connection manager's own headers come before routing, as in Envoy (a route may
     // match on x-forwarded-proto; the access log sees the x-request-id).
+    if let Some(e) = log {
+        e.downstream.peer = headers::client_address(&parts.headers, &downstream, hcm);
+    }
     headers::forwarded(&mut parts.headers, &downstream, hcm);
     if let Some(e) = log {
         e.capture_request(
@@ -76,6 +79,7 @@ async fn respond(
         if body.is_end_stream() {
             e.request_end = Some(e.elapsed());
         }
+        e.request_length = body.size_hint().exact();
     }
     let host = parts
         .headers
@@ -166,6 +170,7 @@ fn fail(
         entry.flags.insert(e.flag());
         entry.details = Some(e.details());
         entry.transport_failure = e.transport_failure();
+        entry.unsent_body_received();
     }
     local_reply(hcm, e, levels, conn)
 }
@@ -357,13 +362,16 @@ async fn forward(
     let deadline = fwd.timeout.map(|t| started + t);
     let mut last_err = ProxyError::NoHealthyUpstream;
     for attempt in 0..attempts {
+        // Envoy counts the attempt even when no host can be picked.
+        if let Some(e) = log {
+            e.attempts = attempt + 1;
+        }
         let host = cluster
             .pick(request_hash.hash, attempt)
             .ok_or(ProxyError::NoHealthyUpstream)?
             .clone();
         if let Some(e) = log {
             e.upstream_host = Some(host.addr);
-            e.attempts = attempt + 1;
         }
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(http::uri::Scheme::HTTP);

@@ -123,6 +123,8 @@ pub struct Entry {
     /// Counts the request body while it streams; read at the end.
     pub request_body: Option<Arc<BodyCount>>,
     pub request_end: Option<Duration>,
+    /// The request body's length when known in advance (Content-Length).
+    pub request_length: Option<u64>,
     pub response_start: Option<Duration>,
     pub duration: Option<Duration>,
 }
@@ -148,6 +150,7 @@ impl Entry {
             bytes_sent: 0,
             request_body: None,
             request_end: None,
+            request_length: None,
             response_start: None,
             duration: None,
         }
@@ -184,6 +187,21 @@ impl Entry {
 
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// A local reply came before the request body was sent upstream (a connect failure):
+    /// Envoy has read the body by then and counts it, and the server side drains it, so its
+    /// announced length is what was received.
+    pub fn unsent_body_received(&mut self) {
+        let Some(count) = &self.request_body else {
+            return;
+        };
+        if count.end_us.load(Ordering::Relaxed) == u64::MAX
+            && let Some(n) = self.request_length
+        {
+            count.bytes.fetch_max(n, Ordering::Relaxed);
+            count.ended(self.elapsed());
+        }
     }
 
     /// The end of the stream: the duration, and the request body's count if it streamed.
