@@ -204,6 +204,7 @@ const REQUESTS: &[(&str, &str, &str, &str)] = &[
     ("direct", "GET", "/direct", ""),
     ("no-route", "GET", "/nothing", ""),
     ("refused", "GET", "/dead", ""),
+    ("refused-post", "POST", "/dead", "hello"),
     ("no-host", "GET", "/empty", ""),
 ];
 
@@ -409,7 +410,15 @@ async fn access_logs_match_envoys() {
         .await;
         assert_eq!(e, o, "{what}");
         if what == "filtered" {
-            assert_eq!(e, ["no-route 404 NR", "refused 503 UF", "no-host 503 UH"]);
+            assert_eq!(
+                e,
+                [
+                    "no-route 404 NR",
+                    "refused 503 UF",
+                    "refused-post 503 UF",
+                    "no-host 503 UH"
+                ]
+            );
         }
     }
 }

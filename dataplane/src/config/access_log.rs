@@ -283,3 +283,6 @@ fn comparison(c: Option<&ComparisonFilter>) -> FieldResult<(Cmp, u64)> {
         .ok_or_else(|| FieldError::new("value", "required"))?;
     Ok((cmp, u64::from(v.default_value)))
 }
+
+#[cfg(test)]
+mod tests;
