@@ -225,3 +225,79 @@ static_resources:
     }
     Ok(())
 }
+
+/// Polls until `path` holds a line containing `want`, or fails after [`DEADLINE`].
+async fn log_line(path: &std::path::Path, want: &str) -> anyhow::Result<()> {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.lines().any(|l| l.contains(want))) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > end {
+            bail!("no line with {want:?} in {}", path.display());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn access_log_file_is_reopened_on_sigusr1() -> anyhow::Result<()> {
+    let web = backend("web").await?;
+    let listen = free_port().await?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("access.log");
+    let logger = format!(
+        r#"stat_prefix: http
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {:?}
+              log_format: {{ text_format_source: {{ inline_string: "%REQ(:PATH)% %RESPONSE_CODE%\n" }} }}"#,
+        log.display().to_string()
+    );
+    let path = dir.path().join("bootstrap.yaml");
+    std::fs::write(
+        &path,
+        bootstrap(listen, web.port()).replace("stat_prefix: http", &logger),
+    )?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dataplane"))
+        .arg("--bootstrap")
+        .arg(&path)
+        .args(["--concurrency", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut line = String::new();
+    tokio::time::timeout(DEADLINE, BufReader::new(stdout).read_line(&mut line)).await??;
+    wait_listening(([127, 0, 0, 1], listen).into()).await?;
+    assert_eq!(send(get(listen, "/before")?).await?.status(), 200);
+    log_line(&log, "/before 200").await?;
+    // Rotation: the file is moved away, then SIGUSR1 makes the writer open the path again.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated)?;
+    let pid = child.id().context("pid")?.to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-USR1", &pid])
+        .status()?;
+    assert!(signalled.success());
+    // Lines written before the writer reopened still go to the rotated file; ask until one
+    // reaches the new file.
+    let end = tokio::time::Instant::now() + DEADLINE;
+    let mut n = 0;
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("/after")) {
+        n += 1;
+        assert_eq!(
+            send(get(listen, &format!("/after{n}"))?).await?.status(),
+            200
+        );
+        if tokio::time::Instant::now() > end {
+            bail!("no line reached the reopened file");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(std::fs::read_to_string(&rotated)?.contains("/before 200"));
+    Ok(())
+}
