@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 use support::{DEADLINE, backend, free_port, get, send, wait_listening};
 
@@ -42,17 +42,12 @@ static_resources:
     )
 }
 
-#[tokio::test]
-async fn boots_serves_admin_and_proxies_then_exits_on_sigterm() -> anyhow::Result<()> {
-    let web = backend("web").await?;
-    let listen = free_port().await?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("bootstrap.yaml");
-    std::fs::write(&path, bootstrap(listen, web.port()))?;
+/// The binary on a bootstrap file, and the first line it prints (its admin address).
+async fn start(bootstrap: &std::path::Path, args: &[&str]) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dataplane"))
         .arg("--bootstrap")
-        .arg(&path)
-        .args(["--concurrency", "1"])
+        .arg(bootstrap)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -60,6 +55,17 @@ async fn boots_serves_admin_and_proxies_then_exits_on_sigterm() -> anyhow::Resul
     let stdout = child.stdout.take().context("stdout")?;
     let mut line = String::new();
     tokio::time::timeout(DEADLINE, BufReader::new(stdout).read_line(&mut line)).await??;
+    Ok((child, line))
+}
+
+#[tokio::test]
+async fn boots_serves_admin_and_proxies_then_exits_on_sigterm() -> anyhow::Result<()> {
+    let web = backend("web").await?;
+    let listen = free_port().await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bootstrap.yaml");
+    std::fs::write(&path, bootstrap(listen, web.port()))?;
+    let (mut child, line) = start(&path, &["--concurrency", "1"]).await?;
     let Some(admin) = line.trim().strip_prefix("dataplane admin=") else {
         bail!("first line: {line:?}")
     };
@@ -189,16 +195,7 @@ static_resources:
     let path = dir.path().join("bootstrap.yaml");
     std::fs::write(&path, text)?;
     let started = std::time::Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dataplane"))
-        .arg("--bootstrap")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut line = String::new();
-    tokio::time::timeout(DEADLINE, BufReader::new(stdout).read_line(&mut line)).await??;
+    let (_child, line) = start(&path, &[]).await?;
     let admin_port: u16 = line
         .trim()
         .rsplit_once(':')
@@ -261,17 +258,7 @@ async fn access_log_file_is_reopened_on_sigusr1() -> anyhow::Result<()> {
         &path,
         bootstrap(listen, web.port()).replace("stat_prefix: http", &logger),
     )?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dataplane"))
-        .arg("--bootstrap")
-        .arg(&path)
-        .args(["--concurrency", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut line = String::new();
-    tokio::time::timeout(DEADLINE, BufReader::new(stdout).read_line(&mut line)).await??;
+    let (mut child, line) = start(&path, &["--concurrency", "1"]).await?;
     wait_listening(([127, 0, 0, 1], listen).into()).await?;
     assert_eq!(send(get(listen, "/before")?).await?.status(), 200);
     log_line(&log, "/before 200").await?;

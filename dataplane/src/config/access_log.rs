@@ -56,22 +56,22 @@ fn logger(l: &XdsAccessLog) -> FieldResult<AccessLog> {
     let at = "typed_config";
     let (target, format) = match xds_types::type_url::message_name(&any.type_url) {
         FILE => file(&unpack(any).map_err(|e| e.within(at))?).map_err(|e| e.within(at))?,
-        STDOUT => {
-            let s: StdoutAccessLog = unpack(any).map_err(|e| e.within(at))?;
-            let f = match &s.access_log_format {
+        STDOUT => (
+            Target::Stdout,
+            stream(any, |s: &StdoutAccessLog| match &s.access_log_format {
                 Some(stdout_access_log::AccessLogFormat::LogFormat(f)) => Some(f),
                 None => None,
-            };
-            (Target::Stdout, log_format(f).map_err(|e| e.within(at))?)
-        }
-        STDERR => {
-            let s: StderrAccessLog = unpack(any).map_err(|e| e.within(at))?;
-            let f = match &s.access_log_format {
+            })
+            .map_err(|e| e.within(at))?,
+        ),
+        STDERR => (
+            Target::Stderr,
+            stream(any, |s: &StderrAccessLog| match &s.access_log_format {
                 Some(stderr_access_log::AccessLogFormat::LogFormat(f)) => Some(f),
                 None => None,
-            };
-            (Target::Stderr, log_format(f).map_err(|e| e.within(at))?)
-        }
+            })
+            .map_err(|e| e.within(at))?,
+        ),
         other => {
             return Err(FieldError::new(
                 at,
@@ -85,6 +85,14 @@ fn logger(l: &XdsAccessLog) -> FieldResult<AccessLog> {
         format,
         sink,
     })
+}
+
+/// The format of a stdout / stderr logger (`log_format`, taken out by `format`).
+fn stream<T: prost::Message + prost::Name + Default>(
+    any: &xds_types::Any,
+    format: impl Fn(&T) -> Option<&SubstitutionFormatString>,
+) -> FieldResult<Format> {
+    log_format(format(&unpack(any)?))
 }
 
 // `format`, `json_format` and `typed_json_format` are deprecated but still honoured by Envoy.

@@ -70,12 +70,11 @@ async fn respond(
     }
     headers::forwarded(&mut parts.headers, &downstream, hcm);
     if let Some(e) = log {
-        e.capture_request(
-            &parts,
-            &hcm.access_log
-                .as_ref()
-                .map_or(&[][..], |l| &l.request_headers),
-        );
+        let wanted = hcm
+            .access_log
+            .as_ref()
+            .map_or(&[][..], |l| &l.request_headers[..]);
+        e.capture_request(&parts, wanted);
         if body.is_end_stream() {
             e.request_end = Some(e.elapsed());
         }
