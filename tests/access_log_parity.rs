@@ -153,6 +153,7 @@ fn listener(name: &str, port: u16, chain: &str) -> String {
 /// One proxy's bootstrap: the HTTP, mTLS and tcp_proxy listeners, all logging.
 fn bootstrap(p: &Proxy, backend: u16, dead: u16, ca: &Ca, server: &pki::Leaf) -> String {
     let routes = r#"{ name: ok, match: { prefix: "/ok" }, route: { cluster: backend } },
+        { name: slow, match: { prefix: "/slow" }, route: { cluster: backend } },
         { match: { prefix: "/dead" }, route: { cluster: dead } },
         { name: empty, match: { prefix: "/empty" }, route: { cluster: empty } },
         { name: direct, match: { prefix: "/direct" }, direct_response: { status: 200, body: { inline_string: hello } } }"#;
@@ -222,6 +223,14 @@ async fn drive(p: &Proxy, ca: &Ca, client: &pki::Leaf) {
             .await
             .unwrap_or_else(|| panic!("{case}: no answer from {addr}"));
     }
+    // A client that gives up before the (2 s) answer comes: Envoy logs a downstream
+    // disconnect.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: parity.test\r\nx-case: gone\r\nuser-agent: parity-agent/1.0\r\nx-forwarded-for: 10.1.2.3\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(s);
     // mTLS, HTTP/1.1, a client certificate with a URI and a DNS SAN.
     let mut c = Client::new(&ca.pem, "parity.test");
     c.cert = Some(client.clone());
@@ -334,7 +343,7 @@ async fn access_logs_match_envoys() {
         .await;
         drive(p, &ca, &client).await;
     }
-    let expected = REQUESTS.len() + 2;
+    let expected = REQUESTS.len() + 3;
     let envoy = json_lines(&envoy_p.json_log, expected).await;
     let ours = json_lines(&ours_p.json_log, expected).await;
     assert_eq!(
@@ -396,9 +405,9 @@ async fn access_logs_match_envoys() {
             }
         };
         let want = if what == "filtered" {
-            3
+            4
         } else {
-            REQUESTS.len()
+            REQUESTS.len() + 1
         };
         let e = eventually(what, || async {
             read(envoy_path).await.filter(|l| l.len() >= want)

@@ -19,8 +19,9 @@ use crate::config::listener::{HttpManager, RouteSource};
 use crate::config::route::{
     Action, ClusterTarget, Forward, Redirect, RetryPolicy, Route, RouteTable, VirtualHost,
 };
-use crate::observe::access_log::body::Counted;
-use crate::observe::access_log::{self, BodyCount, Entry};
+use crate::observe::access_log::body::{Counted, Pending};
+use crate::observe::access_log::entry::Probe;
+use crate::observe::access_log::{BodyCount, Entry};
 use crate::runtime::{Runtime, Snapshot};
 use crate::upstream::cluster::ActiveRequest;
 use crate::upstream::pool::{self, Body};
@@ -39,12 +40,9 @@ pub async fn handle(
     let Some(logs) = &hcm.access_log else {
         return respond(req, downstream, hcm, runtime, &mut None).await;
     };
-    let mut log = Some(Box::new(Entry::new(downstream.clone())));
-    let response = respond(req, downstream, hcm, runtime, &mut log).await;
-    match log {
-        Some(entry) => access_log::body::wrap(response, entry, logs.clone()),
-        None => response,
-    }
+    let mut pending = Pending::new(Entry::new(downstream.clone()), logs.clone());
+    let response = respond(req, downstream, hcm, runtime, &mut pending.entry).await;
+    pending.respond(response)
 }
 
 /// What the access log is told as the request goes (nothing without access logs).
@@ -405,6 +403,9 @@ async fn forward(
         } else {
             *upstream.version_mut() = http::Version::HTTP_11;
         }
+        if let Some(e) = log {
+            e.upstream_local_probe = Some(upstream_local(&mut upstream));
+        }
         let _active = ActiveRequest::new(host.clone());
         let sent = Instant::now();
         let per_try = retry.and_then(|r| r.per_try_timeout);
@@ -432,10 +433,6 @@ async fn forward(
             Ok(mut resp) => {
                 if let Some(e) = log {
                     e.response_start = Some(e.elapsed());
-                    e.upstream_local = resp
-                        .extensions()
-                        .get::<hyper_util::client::legacy::connect::HttpInfo>()
-                        .map(|i| i.local_addr());
                     if last && attempts > 1 && retry.is_some_and(|r| retry_status(r, resp.status()))
                     {
                         e.flags.insert("URX");
@@ -515,6 +512,19 @@ fn upstream_client(
         stats: tls.stats.clone(),
     };
     Ok(pool::client(c.connect_timeout, c.http2, Some(origination)))
+}
+
+/// Where the access log reads the local address of the connection a request goes out on
+/// (it is known once connected, even if the response never comes).
+fn upstream_local(request: &mut Request<Body>) -> Probe {
+    use hyper_util::client::legacy::connect::{HttpInfo, capture_connection};
+    let captured = capture_connection(request);
+    Probe(Box::new(move || {
+        let connected = captured.connection_metadata();
+        let mut extensions = http::Extensions::new();
+        connected.as_ref()?.get_extras(&mut extensions);
+        extensions.get::<HttpInfo>().map(|i| i.local_addr())
+    }))
 }
 
 /// Once the downstream connection has sent the 101 on and the upstream one received it,

@@ -33,6 +33,42 @@ pub fn wrap(
     })
 }
 
+/// The entry of a request still waiting for its response: if the request is dropped before
+/// (the client went away), it is logged then, with flag DC and no response code, as Envoy
+/// logs a downstream disconnect.
+pub struct Pending {
+    pub entry: Option<Box<Entry>>,
+    logs: Arc<AccessLogs>,
+}
+
+impl Pending {
+    pub fn new(entry: Entry, logs: Arc<AccessLogs>) -> Pending {
+        Pending {
+            entry: Some(Box::new(entry)),
+            logs,
+        }
+    }
+
+    /// The response arrived: the entry goes with its body (see [`wrap`]).
+    pub fn respond(mut self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        match self.entry.take() {
+            Some(entry) => wrap(response, entry, self.logs.clone()),
+            None => response,
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(mut e) = self.entry.take() {
+            e.flags.insert("DC");
+            e.details = Some("downstream_remote_disconnect".into());
+            e.finish();
+            self.logs.emit(&e);
+        }
+    }
+}
+
 /// A response body that counts the bytes sent and writes the access log once: at its end, or
 /// when dropped before it (the client went away: flag DC, as Envoy).
 pub struct Logged {

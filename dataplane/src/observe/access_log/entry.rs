@@ -66,6 +66,15 @@ impl Flags {
     }
 }
 
+/// Where an upstream connection's local address can be read from.
+pub struct Probe(pub Box<dyn Fn() -> Option<SocketAddr> + Send + Sync>);
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Probe")
+    }
+}
+
 /// The request body's size and when it ended, counted as it streams upstream.
 #[derive(Debug, Default)]
 pub struct BodyCount {
@@ -115,6 +124,9 @@ pub struct Entry {
     pub upstream_host: Option<SocketAddr>,
     pub upstream_cluster: Option<String>,
     pub upstream_local: Option<SocketAddr>,
+    /// Asks the upstream connection of the last try for its local address (known once it
+    /// is connected, even if no response came).
+    pub upstream_local_probe: Option<Probe>,
     pub transport_failure: Option<Cow<'static, str>>,
     pub route_name: Option<String>,
     pub attempts: u32,
@@ -143,6 +155,7 @@ impl Entry {
             upstream_host: None,
             upstream_cluster: None,
             upstream_local: None,
+            upstream_local_probe: None,
             transport_failure: None,
             route_name: None,
             attempts: 0,
@@ -207,6 +220,9 @@ impl Entry {
     /// The end of the stream: the duration, and the request body's count if it streamed.
     pub fn finish(&mut self) {
         self.duration = Some(self.elapsed());
+        if let Some(probe) = &self.upstream_local_probe {
+            self.upstream_local = self.upstream_local.or_else(|| (probe.0)());
+        }
         if let Some(count) = &self.request_body {
             self.bytes_received = count.bytes.load(Ordering::Relaxed);
             let end = count.end_us.load(Ordering::Relaxed);
