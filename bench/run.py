@@ -233,8 +233,9 @@ def idle_memory(proxy_pid, port, counts, host):
 class Setup:
     """Backends and the controlplane, shared by every proxy under test."""
 
-    def __init__(self, workdir, with_xds):
+    def __init__(self, workdir, with_xds, access_log=False):
         self.workdir = workdir
+        self.access_log = access_log
         self.procs = []
         self.backend_port = free_port()
         self.iperf_port = free_port()
@@ -269,12 +270,22 @@ class Setup:
         cfg.mkdir()
         render("xds-resources.yaml", cfg / "resources.yaml", http_port=self.http_port, h2_port=self.h2_port,
                tcp_port=self.tcp_port, backend_port=self.backend_port, iperf_port=self.iperf_port,
-               tls_port=self.tls_port, cert=self.cert, key=self.key)
+               tls_port=self.tls_port, cert=self.cert, key=self.key, access_log=self.access_log_yaml())
         cp = ROOT / "target" / "release" / "controlplane"
         self.procs.append(Proc("controlplane", [str(cp), "serve", "--config", str(cfg), "--listen",
                                                 f"127.0.0.1:{self.xds_port}", "--admin",
                                                 f"127.0.0.1:{free_port()}"], LOAD_CPU, workdir))
         wait_port(self.xds_port)
+
+    def access_log_yaml(self):
+        """With --access-log, the HTTP listener writes Envoy's default format to a file (the
+        same resources go to Envoy and to ours, so both log)."""
+        if not self.access_log:
+            return ""
+        path = self.workdir / "access.log"
+        return ('access_log: [ { name: envoy.access_loggers.file, typed_config: { "@type": '
+                'type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, '
+                f'path: "{path}" }} }} ]')
 
     def stop(self):
         for p in reversed(self.procs):
@@ -408,6 +419,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--idle", default="5000,10000", help="idle keep-alive connection counts")
     ap.add_argument("--json", help="also write the raw figures here")
+    ap.add_argument("--access-log", action="store_true",
+                    help="the HTTP listener writes Envoy's default access log to a file (every xDS proxy)")
     args = ap.parse_args()
     args.idle = [int(x) for x in args.idle.split(",") if x]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -418,7 +431,7 @@ def main():
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     print(f"# bench {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs ({os.uname().release}); logs in {workdir}")
     proxies = args.proxies.split(",")
-    setup = Setup(workdir, with_xds=bool({"dataplane", "envoy"} & set(proxies)))
+    setup = Setup(workdir, with_xds=bool({"dataplane", "envoy"} & set(proxies)), access_log=args.access_log)
     rows = []
     try:
         for name in proxies:
