@@ -258,7 +258,7 @@ async fn access_log_file_is_reopened_on_sigusr1() -> anyhow::Result<()> {
         &path,
         bootstrap(listen, web.port()).replace("stat_prefix: http", &logger),
     )?;
-    let (mut child, line) = start(&path, &["--concurrency", "1"]).await?;
+    let (child, _banner) = start(&path, &["--concurrency", "1"]).await?;
     wait_listening(([127, 0, 0, 1], listen).into()).await?;
     assert_eq!(send(get(listen, "/before")?).await?.status(), 200);
     log_line(&log, "/before 200").await?;
