@@ -9,6 +9,7 @@ pub mod admin;
 pub mod bootstrap;
 pub mod config;
 pub mod http;
+pub mod http1;
 pub mod listener;
 pub mod memory;
 pub mod observe;

@@ -8,9 +8,8 @@
 //!
 //! Each closes the connection (`connection: close`), as Envoy does after these replies.
 //!
-//! Known difference: Envoy answers a request with both `Transfer-Encoding` and
-//! `Content-Length` with 400; hyper's parser drops the length (RFC 9112 section 6.3) before we
-//! see the request, so we forward it chunked.
+//! Malformed requests (bad bytes, `Transfer-Encoding` with `Content-Length`, headers over
+//! the limits...) are refused by the codec itself, before this: `crate::http1::codec`.
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};

@@ -17,12 +17,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::time::Duration;
 
+use bytes::BytesMut;
+use http::{HeaderValue, Request};
+use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::config::listener::{Codec, HttpManager};
 use crate::runtime::Runtime;
 use crate::tls::TlsInfo;
+use crate::upstream::pool::Body;
 
 /// How long a draining connection may keep serving in-flight requests before it is closed:
 /// Envoy's default drain time (`--drain-time-s`, 600 s).
@@ -48,8 +52,94 @@ pub struct Downstream {
 /// [`DRAIN_DEADLINE`] at the latest.
 ///
 /// Over TLS, the protocol is the one ALPN negotiated (`h2` or `http/1.1`), as Envoy's AUTO
-/// codec does; without ALPN, AUTO looks for the HTTP/2 preface.
+/// codec does; without ALPN, AUTO looks for the HTTP/2 preface. HTTP/1 is served by our own
+/// codec ([`crate::http1`]), HTTP/2 by hyper.
 pub async fn serve_connection<S>(
+    mut stream: S,
+    downstream: Downstream,
+    hcm: Arc<HttpManager>,
+    runtime: Arc<Runtime>,
+    mut drain: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let alpn = downstream.tls.as_ref().and_then(|t| t.alpn.as_deref());
+    let (h2, read) = match (hcm.codec, alpn) {
+        (Codec::Http1, _) | (Codec::Auto, Some(b"http/1.1")) => (false, BytesMut::new()),
+        (Codec::Http2, _) | (Codec::Auto, Some(b"h2")) => (true, BytesMut::new()),
+        (Codec::Auto, _) => match sniff(&mut stream, hcm.idle_timeout, &mut drain).await {
+            Some(sniffed) => sniffed,
+            None => return,
+        },
+    };
+    if h2 {
+        let stream = crate::tls::rewind::Rewind::new(read.to_vec(), stream);
+        return Box::pin(serve_h2(stream, downstream, hcm, runtime, drain)).await;
+    }
+    let opts = crate::http1::server::Options {
+        header_timeout: HEADER_TIMEOUT,
+        idle_timeout: hcm.idle_timeout,
+        drain_deadline: DRAIN_DEADLINE,
+        server_name: HeaderValue::from_str(&hcm.server_name).ok(),
+        upgrades: hcm.websocket,
+    };
+    let activity = idle::Activity::new();
+    let handler = move |req: Request<Body>| {
+        let (hcm, runtime, downstream) = (hcm.clone(), runtime.clone(), downstream.clone());
+        let in_flight = activity.start();
+        async move {
+            let response = match checks::reject(&req, &hcm) {
+                Some(refused) => refused,
+                None => router::handle(req, downstream, &hcm, &runtime).await,
+            };
+            response.map(|body| idle::Tracked::new(body, in_flight))
+        }
+    };
+    crate::http1::server::serve(stream, read, opts, handler, drain).await;
+}
+
+/// Time allowed for a request head once its first byte arrived (hyper's
+/// `header_read_timeout` as we set it before our codec).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The HTTP/2 connection preface (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// AUTO without ALPN: reads until the bytes are the HTTP/2 preface or cannot be; the
+/// protocol and the bytes read. `None` when the connection closed, stayed idle or drained.
+async fn sniff<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    idle_timeout: Option<Duration>,
+    drain: &mut watch::Receiver<bool>,
+) -> Option<(bool, BytesMut)> {
+    let mut read = BytesMut::new();
+    loop {
+        let n = read.len().min(H2_PREFACE.len());
+        if read[..n] != H2_PREFACE[..n] {
+            return Some((false, read));
+        }
+        if n == H2_PREFACE.len() {
+            return Some((true, read));
+        }
+        let idle = async {
+            match idle_timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            more = std::future::poll_fn(|cx| crate::http1::io::poll_read_fresh(stream, cx)) => match more {
+                Ok(more) if !more.is_empty() => read.extend_from_slice(&more),
+                _ => return None,
+            },
+            () = idle => return None,
+            true = async { drain.wait_for(|d| *d).await.is_ok() } => return None,
+        }
+    }
+}
+
+/// HTTP/2 (h2c or ALPN h2) on hyper.
+async fn serve_h2<S>(
     stream: S,
     downstream: Downstream,
     hcm: Arc<HttpManager>,
@@ -60,23 +150,15 @@ pub async fn serve_connection<S>(
 {
     let peer = downstream.peer;
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(60));
     builder.http2().timer(TokioTimer::new());
-    let alpn = downstream.tls.as_ref().and_then(|t| t.alpn.as_deref());
-    let builder = match (hcm.codec, alpn) {
-        (Codec::Http1, _) | (Codec::Auto, Some(b"http/1.1")) => builder.http1_only(),
-        (Codec::Http2, _) | (Codec::Auto, Some(b"h2")) => builder.http2_only(),
-        (Codec::Auto, _) => builder,
-    };
+    let builder = builder.http2_only();
     let activity = idle::Activity::new();
     let idle_timeout = hcm.idle_timeout;
     let tracked = activity.clone();
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let (hcm, runtime, downstream) = (hcm.clone(), runtime.clone(), downstream.clone());
         let in_flight = tracked.start();
+        let req = req.map(|b| b.map_err(Into::into).boxed());
         async move {
             let response = match checks::reject(&req, &hcm) {
                 Some(refused) => refused,
@@ -85,7 +167,7 @@ pub async fn serve_connection<S>(
             Ok::<_, Infallible>(response.map(|body| idle::Tracked::new(body, in_flight)))
         }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let idle = async {
         match idle_timeout {

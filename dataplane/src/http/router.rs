@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
 use rand::Rng;
 
 use super::Downstream;
@@ -19,6 +19,7 @@ use crate::config::listener::{HttpManager, RouteSource};
 use crate::config::route::{
     Action, ClusterTarget, Forward, Redirect, RetryPolicy, Route, RouteTable, VirtualHost,
 };
+use crate::http1::upgrade::OnUpgrade;
 use crate::observe::access_log::body::{Counted, Pending};
 use crate::observe::access_log::entry::Probe;
 use crate::observe::access_log::{BodyCount, Entry};
@@ -32,7 +33,7 @@ const RETRY_BUFFER_LIMIT: u64 = 1024 * 1024;
 /// Handles one request; never fails: errors become Envoy's local replies. With access logs,
 /// what happens is recorded in an [`Entry`] that is written when the response body ends.
 pub async fn handle(
-    req: Request<Incoming>,
+    req: Request<Body>,
     downstream: Downstream,
     hcm: &HttpManager,
     runtime: &Runtime,
@@ -49,7 +50,7 @@ pub async fn handle(
 type Log = Option<Box<Entry>>;
 
 async fn respond(
-    req: Request<Incoming>,
+    req: Request<Body>,
     downstream: Downstream,
     hcm: &HttpManager,
     runtime: &Runtime,
@@ -255,7 +256,7 @@ fn prefix_rewrite(path: &str, matched: usize, replacement: &str) -> String {
 
 #[allow(clippy::too_many_arguments)]
 async fn forward(
-    req: Request<Incoming>,
+    req: Request<Body>,
     downstream: &Downstream,
     hcm: &HttpManager,
     snapshot: &Snapshot,
@@ -285,10 +286,7 @@ async fn forward(
     let upgrade = hcm.websocket && parts.headers.get(http::header::UPGRADE).is_some();
     // The downstream half of an upgrade; taken out of the extensions before they are cloned
     // per try (it is not Clone), spliced to the upstream half once both sides said 101.
-    let mut downstream_upgrade = parts
-        .extensions
-        .remove::<hyper::upgrade::OnUpgrade>()
-        .filter(|_| upgrade);
+    let mut downstream_upgrade = parts.extensions.remove::<OnUpgrade>().filter(|_| upgrade);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::apply_request(
         &mut parts.headers,
@@ -352,7 +350,7 @@ async fn forward(
                 .map_err(Into::into)
                 .boxed()
         }
-        _ => b.map_err(Into::into).boxed(),
+        _ => b,
     });
     let retry = fwd.retry.as_ref().filter(|_| replayable);
     let attempts = retry.map_or(1, |r| r.num_retries + 1);
@@ -404,7 +402,7 @@ async fn forward(
             *upstream.version_mut() = http::Version::HTTP_11;
         }
         if let Some(e) = log {
-            e.upstream_local_probe = Some(upstream_local(&mut upstream));
+            e.upstream_local_probe = Some(upstream_local(&mut upstream, cluster.config.http2));
         }
         let _active = ActiveRequest::new(host.clone());
         let sent = Instant::now();
@@ -421,12 +419,14 @@ async fn forward(
             (l, _) => (l, false),
         };
         let result = match limit {
-            Some(limit) => match tokio::time::timeout(limit, client.request(upstream)).await {
-                Ok(r) => r.map_err(classify),
-                Err(_) if idle_first => return Err(ProxyError::StreamIdle),
-                Err(_) => Err(ProxyError::Timeout(limit)),
-            },
-            None => client.request(upstream).await.map_err(classify),
+            Some(limit) => {
+                match tokio::time::timeout(limit, client.request(host.addr, upstream)).await {
+                    Ok(r) => r.map_err(classify),
+                    Err(_) if idle_first => return Err(ProxyError::StreamIdle),
+                    Err(_) => Err(ProxyError::Timeout(limit)),
+                }
+            }
+            None => client.request(host.addr, upstream).await.map_err(classify),
         };
         let last = attempt + 1 == attempts || deadline.is_some_and(|d| Instant::now() >= d);
         match result {
@@ -440,8 +440,9 @@ async fn forward(
                 }
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(down) = downstream_upgrade.take()
+                    && let Some(up) = resp.extensions_mut().remove::<OnUpgrade>()
                 {
-                    splice_upgrade(down, hyper::upgrade::on(&mut resp));
+                    splice_upgrade(down, up);
                 }
                 if !last && retry.is_some_and(|r| retry_status(r, resp.status())) {
                     backoff(retry, attempt).await;
@@ -463,7 +464,7 @@ async fn forward(
                 }
                 let body = match fwd.idle_timeout {
                     Some(t) => IdleBody::new(rbody, t).boxed(),
-                    None => rbody.map_err(Into::into).boxed(),
+                    None => rbody,
                 };
                 return Ok(Response::from_parts(rparts, body));
             }
@@ -495,7 +496,7 @@ fn upstream_client(
     snapshot: &Snapshot,
     headers: &http::HeaderMap,
     ip: std::net::IpAddr,
-) -> Result<pool::HttpClient, ProxyError> {
+) -> Result<pool::Upstream, ProxyError> {
     let c = &cluster.config;
     let Some(tls) = &c.tls else {
         return Ok(pool::client(c.connect_timeout, c.http2, None));
@@ -516,7 +517,13 @@ fn upstream_client(
 
 /// Where the access log reads the local address of the connection a request goes out on
 /// (it is known once connected, even if the response never comes).
-fn upstream_local(request: &mut Request<Body>) -> Probe {
+fn upstream_local(request: &mut Request<Body>, http2: bool) -> Probe {
+    if !http2 {
+        // Our HTTP/1 client records the address of the connection it sends on.
+        let slot = crate::http1::client::LocalAddr::default();
+        request.extensions_mut().insert(slot.clone());
+        return Probe(Box::new(move || slot.get()));
+    }
     use hyper_util::client::legacy::connect::{HttpInfo, capture_connection};
     let captured = capture_connection(request);
     Probe(Box::new(move || {
@@ -530,24 +537,32 @@ fn upstream_local(request: &mut Request<Body>) -> Probe {
 /// Once the downstream connection has sent the 101 on and the upstream one received it,
 /// copies bytes both ways until either side closes (Envoy's upgrade handling: after the
 /// switch the router is a TCP proxy for the connection).
-fn splice_upgrade(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+fn splice_upgrade(downstream: OnUpgrade, upstream: OnUpgrade) {
     tokio::spawn(async move {
-        let (down, up) = match tokio::try_join!(downstream, upstream) {
+        let (mut down, mut up) = match tokio::try_join!(downstream.get(), upstream.get()) {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade did not complete");
                 return;
             }
         };
-        let mut down = hyper_util::rt::TokioIo::new(down);
-        let mut up = hyper_util::rt::TokioIo::new(up);
         if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
             tracing::debug!(error = %e, "upgraded connection ended with an error");
         }
     });
 }
 
-fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
+fn classify(e: pool::UpstreamError) -> ProxyError {
+    use crate::http1::client::Error as H1;
+    match e {
+        pool::UpstreamError::Http1(H1::Connect(reason)) => ProxyError::ConnectFailure(reason),
+        pool::UpstreamError::Http1(H1::Reset(reason)) => ProxyError::Reset(reason),
+        pool::UpstreamError::Http1(H1::Protocol(reason)) => ProxyError::Protocol(reason),
+        pool::UpstreamError::Http2(e) => classify_http2(e),
+    }
+}
+
+fn classify_http2(e: hyper_util::client::legacy::Error) -> ProxyError {
     // The whole cause chain: "connection refused", "timed out"...
     let mut reason = e.to_string();
     let mut source = std::error::Error::source(&e);

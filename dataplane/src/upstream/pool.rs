@@ -1,13 +1,14 @@
 //! HTTP clients to upstream hosts, pooling connections per host.
 //!
-//! One hyper client per (connect timeout, protocol) pair, shared by every cluster using that
-//! pair and kept across config pushes, so a route or endpoint change does not drop pooled
-//! connections. HTTP/1.1 keeps connections alive; HTTP/2 (clusters with
-//! `explicit_http_config.http2_protocol_options`) multiplexes requests on one connection.
-//! A cluster with TLS gets its own client per (rustls config, server name): Envoy keys its
-//! pools by SNI too, so a connection made for one name never serves another. A client made
-//! for a config an SDS rotation replaced stays in the map, idle connections closing after
-//! the idle timeout (a small leak per rotation, to be swept when pools get a lifecycle).
+//! HTTP/1.1 clusters use our own client and pool ([`crate::http1::pool`]): idle
+//! connections per (connect timeout, TLS origination, host address), kept across config
+//! pushes. HTTP/2 clusters (`explicit_http_config.http2_protocol_options`) use one hyper
+//! client per (connect timeout, TLS origination), which multiplexes requests on one
+//! connection per host. A cluster with TLS gets its own pool per (rustls config, server
+//! name): Envoy keys its pools by SNI too, so a connection made for one name never serves
+//! another. A client made for a config an SDS rotation replaced stays in the map, idle
+//! connections closing after the idle timeout (a small leak per rotation, to be swept when
+//! pools get a lifecycle).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -37,8 +38,80 @@ type Key = (Duration, bool, Option<(usize, ServerName<'static>)>);
 
 static CLIENTS: LazyLock<Mutex<HashMap<Key, HttpClient>>> = LazyLock::new(Default::default);
 
+/// An upstream client for one request.
+pub enum Upstream {
+    Http1 {
+        connect_timeout: Duration,
+        tls: Option<Origination>,
+    },
+    Http2(HttpClient),
+}
+
+/// Why an upstream request got no response, by client.
+#[derive(Debug)]
+pub enum UpstreamError {
+    Http1(crate::http1::client::Error),
+    Http2(hyper_util::client::legacy::Error),
+}
+
+impl Upstream {
+    /// Sends `req` to the host at `addr`.
+    pub async fn request(
+        self,
+        addr: std::net::SocketAddr,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<Body>, UpstreamError> {
+        match self {
+            Upstream::Http1 {
+                connect_timeout,
+                tls,
+            } => {
+                let connector = crate::http1::pool::Connector::new(connect_timeout, tls, addr);
+                crate::http1::client::request(&connector, req)
+                    .await
+                    .map_err(UpstreamError::Http1)
+            }
+            Upstream::Http2(client) => match client.request(req).await {
+                Ok(resp) => Ok(resp.map(|b| {
+                    http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(b, Into::into))
+                })),
+                Err(e) => Err(UpstreamError::Http2(e)),
+            },
+        }
+    }
+}
+
 /// The client for a cluster's connect timeout, protocol and TLS origination.
-pub fn client(connect_timeout: Duration, http2: bool, tls: Option<Origination>) -> HttpClient {
+pub fn client(connect_timeout: Duration, http2: bool, tls: Option<Origination>) -> Upstream {
+    if !http2 {
+        start_sweeper();
+        return Upstream::Http1 {
+            connect_timeout,
+            tls,
+        };
+    }
+    Upstream::Http2(http2_client(connect_timeout, tls))
+}
+
+/// Closes idle HTTP/1 connections past their idle timeout on hosts no request looks at.
+fn start_sweeper() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    STARTED.call_once(|| {
+        runtime.spawn(async {
+            let mut every = tokio::time::interval(crate::http1::pool::IDLE_TIMEOUT / 2);
+            loop {
+                every.tick().await;
+                crate::http1::pool::sweep();
+            }
+        });
+    });
+}
+
+fn http2_client(connect_timeout: Duration, tls: Option<Origination>) -> HttpClient {
+    let http2 = true;
     // The config's address identifies it: the client keeps the `Arc` alive in the map, so
     // the address cannot be reused by another config.
     let tls_key = tls

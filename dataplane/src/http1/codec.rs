@@ -1,0 +1,368 @@
+//! HTTP/1 message heads: requests parsed with `httparse` into `http` types (header values
+//! share the bytes read, no copy per header), the framing of a body (RFC 9112 section 6), and
+//! heads written into one buffer.
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri, Version};
+
+/// At most this many header fields in a head (Envoy's `max_headers_count` default, 100).
+pub const MAX_HEADERS: usize = 100;
+
+/// The largest request head (Envoy's `max_request_headers_kb` default, 60 KiB).
+pub const MAX_HEAD: usize = 60 * 1024;
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the peer closes (responses only).
+    Close,
+}
+
+/// Why a head was refused, and so the status Envoy answers with (checked against Envoy 1.40
+/// on the wire: every malformed request is a 400 "Bad Request" and a close, except the ones
+/// below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Malformed: 400.
+    Bad,
+    /// A version other than HTTP/1.0 or 1.1 (`HTTP/1.2`, `HTTP/2.0`): 426.
+    Version,
+    /// Over [`MAX_HEAD`] bytes or [`MAX_HEADERS`] fields: 431.
+    TooLarge,
+    /// A transfer coding other than one `chunked`: 501.
+    NotImplemented,
+}
+
+impl HeadError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            HeadError::Bad => StatusCode::BAD_REQUEST,
+            HeadError::Version => StatusCode::UPGRADE_REQUIRED,
+            HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            HeadError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub parts: http::request::Parts,
+    pub framing: Framing,
+    /// The client allows the connection to stay open after this exchange.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent (and removed from the headers: we answer it).
+    pub expect_continue: bool,
+}
+
+/// Parses a request head from the start of `buf`: `Ok(None)` when more bytes are needed.
+/// On success the head's bytes are split off `buf`.
+pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(&buf[..], &mut slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) => return Err(HeadError::Version),
+        Err(_) => return Err(HeadError::Bad),
+    };
+    if len > MAX_HEAD {
+        return Err(HeadError::TooLarge);
+    }
+    let version = match req.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let method =
+        Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| HeadError::Bad)?;
+    let path = req.path.unwrap_or("");
+    // Offsets into the buffer, so the frozen head can be sliced without copying.
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let path_at = offset(path.as_bytes());
+    let mut fields: [(usize, usize, usize, usize); MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
+    let count = req.headers.len();
+    for (slot, h) in fields.iter_mut().zip(req.headers.iter()) {
+        let (n, nl) = offset(h.name.as_bytes());
+        let (v, vl) = offset(h.value);
+        *slot = (n, nl, v, vl);
+    }
+    let head = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(path_at.0..path_at.0 + path_at.1))
+        .map_err(|_| HeadError::Bad)?;
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(n, nl, v, vl) in &fields[..count] {
+        let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Bad)?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(v..v + vl)).map_err(|_| HeadError::Bad)?;
+        headers.append(name, value);
+    }
+    let framing = request_framing(&headers, version)?;
+    let keep_alive = keep_alive(&headers, version);
+    let expect_continue = match headers.get(header::EXPECT) {
+        Some(v)
+            if v.as_bytes().eq_ignore_ascii_case(b"100-continue")
+                && version == Version::HTTP_11 =>
+        {
+            headers.remove(header::EXPECT);
+            true
+        }
+        _ => false,
+    };
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(RequestHead {
+        parts,
+        framing,
+        keep_alive,
+        expect_continue,
+    }))
+}
+
+/// The framing of a request body (RFC 9112 section 6.3), refusing what Envoy refuses: both
+/// `Transfer-Encoding` and `Content-Length` (400, a smuggling vector), a transfer coding that
+/// is not a single `chunked` (501), and a `Content-Length` that is not one number (400, even
+/// when repeated with the same value, as Envoy).
+fn request_framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> {
+    let te = headers.get(header::TRANSFER_ENCODING);
+    let mut cl = headers.get_all(header::CONTENT_LENGTH).iter();
+    let length = match (cl.next(), cl.next()) {
+        (None, _) => None,
+        (Some(v), None) => Some(parse_length(v.as_bytes()).ok_or(HeadError::Bad)?),
+        (Some(_), Some(_)) => return Err(HeadError::Bad),
+    };
+    match (te, length) {
+        (Some(_), Some(_)) => Err(HeadError::Bad),
+        (Some(_), None) if version == Version::HTTP_10 => Err(HeadError::Bad),
+        (Some(te), None)
+            if headers.get_all(header::TRANSFER_ENCODING).iter().count() == 1
+                && te.as_bytes().eq_ignore_ascii_case(b"chunked") =>
+        {
+            Ok(Framing::Chunked)
+        }
+        (Some(_), None) => Err(HeadError::NotImplemented),
+        (None, Some(0)) | (None, None) => Ok(Framing::Empty),
+        (None, Some(n)) => Ok(Framing::Length(n)),
+    }
+}
+
+/// The framing of a response body (RFC 9112 section 6.3): none for HEAD, 1xx, 204 and 304;
+/// then `Transfer-Encoding` (chunked last, else read to close), `Content-Length`, and
+/// otherwise until the server closes.
+pub fn response_framing(
+    headers: &HeaderMap,
+    status: StatusCode,
+    head_request: bool,
+) -> Result<Framing, HeadError> {
+    if head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    if let Some(te) = headers.get_all(header::TRANSFER_ENCODING).iter().last() {
+        let last = te.as_bytes().rsplit(|b| *b == b',').next().unwrap_or(b"");
+        return Ok(if trim(last).eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        });
+    }
+    let mut cl = headers.get_all(header::CONTENT_LENGTH).iter();
+    match (cl.next(), cl.next()) {
+        (None, _) => Ok(Framing::Close),
+        (Some(v), None) => match parse_length(v.as_bytes()).ok_or(HeadError::Bad)? {
+            0 => Ok(Framing::Empty),
+            n => Ok(Framing::Length(n)),
+        },
+        (Some(a), Some(b)) if a == b => match parse_length(a.as_bytes()).ok_or(HeadError::Bad)? {
+            0 => Ok(Framing::Empty),
+            n => Ok(Framing::Length(n)),
+        },
+        _ => Err(HeadError::Bad),
+    }
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+/// A `Content-Length` value: decimal digits only, no sign, no list, no overflow.
+pub fn parse_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
+/// Whether the sender of a message with these headers lets the connection stay open:
+/// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+pub fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
+    let mut close = false;
+    let mut keep = false;
+    for v in headers.get_all(header::CONNECTION) {
+        for token in v.as_bytes().split(|b| *b == b',') {
+            let token = trim(token);
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    match version {
+        Version::HTTP_11 => !close,
+        _ => keep && !close,
+    }
+}
+
+/// A parsed response head (upstream side).
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub parts: http::response::Parts,
+    pub framing: Framing,
+    pub keep_alive: bool,
+}
+
+/// Parses a response head from the start of `buf`; `Ok(None)` when more bytes are needed.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, HeadError> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .parse_response_with_uninit_headers(&mut resp, &buf[..], &mut slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Bad),
+    };
+    let version = match resp.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|_| HeadError::Bad)?;
+    let base = buf.as_ptr() as usize;
+    let mut fields: [(usize, usize, usize, usize); MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
+    let count = resp.headers.len();
+    for (slot, h) in fields.iter_mut().zip(resp.headers.iter()) {
+        let n = h.name.as_ptr() as usize - base;
+        let v = h.value.as_ptr() as usize - base;
+        *slot = (n, h.name.len(), v, h.value.len());
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(n, nl, v, vl) in &fields[..count] {
+        let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Bad)?;
+        // An obsolete line folding leaves CR/LF in the value: replace them with spaces as
+        // RFC 9112 section 5.2 allows.
+        let raw = head.slice(v..v + vl);
+        let value = match HeaderValue::from_maybe_shared(raw.clone()) {
+            Ok(v) => v,
+            Err(_) => {
+                let unfolded: Vec<u8> = raw
+                    .iter()
+                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                    .collect();
+                HeaderValue::from_bytes(&unfolded).map_err(|_| HeadError::Bad)?
+            }
+        };
+        headers.append(name, value);
+    }
+    let framing = response_framing(&headers, status, head_request)?;
+    let keep_alive = keep_alive(&headers, version) && framing != Framing::Close;
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(ResponseHead {
+        parts,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// Writes a response status line and headers (without the final empty line).
+pub fn write_status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes every header as `name: value\r\n`.
+pub fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Writes `name: n\r\n` for a decimal number without allocating.
+pub fn write_number_header(out: &mut Vec<u8>, name: &[u8], n: u64) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    write_decimal(out, n);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Writes a chunk's size line into `out`.
+pub fn write_chunk_size(out: &mut Vec<u8>, n: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}

@@ -1,0 +1,442 @@
+//! The downstream HTTP/1.0 and 1.1 server: one task per connection, reading requests,
+//! handing each to the connection manager's handler and writing its response, in order
+//! (pipelined requests wait in the read buffer until the response before them is written).
+//!
+//! Memory: between requests the connection holds no buffer (it waits in a read into a stack
+//! buffer); the in-flight part of an exchange (head, body pump, response writer and the
+//! handler's future) lives in one box made per request, so the task itself stays small.
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::body::{self, Ready, Sender};
+use super::codec::{self, Framing, HeadError, RequestHead};
+use super::decode::{Decoded, Decoder};
+use super::encode::{BodyWriter, Out, WriteError};
+use super::io::{give_buffer, poll_read_buf, poll_read_fresh, take_buffer, write_all};
+use super::upgrade::{self, Pending};
+use crate::tls::rewind::Rewind;
+use crate::upstream::pool::{self, BoxError};
+
+/// What the connection needs besides its socket.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Time allowed for a request head once its first byte arrived (60 s, as before).
+    pub header_timeout: Duration,
+    /// Close a connection idle (no request in flight) this long.
+    pub idle_timeout: Option<Duration>,
+    /// After a drain starts, the connection is closed this long later at the latest.
+    pub drain_deadline: Duration,
+    /// `server` of the replies the codec makes itself (400, 431...).
+    pub server_name: Option<HeaderValue>,
+    /// Upgrades (`Connection: upgrade`) may be answered with 101 and spliced.
+    pub upgrades: bool,
+}
+
+/// What to do after an exchange.
+enum Next {
+    KeepAlive,
+    Close,
+    /// The response was a 101: the socket goes to the upgrade.
+    Upgrade(Pending),
+}
+
+/// Serves requests on `io` until the peer closes, an error, the idle timeout, or a drain
+/// (an idle connection closes at once; a busy one after its response, which says
+/// `connection: close`). `buf` holds bytes already read from the connection.
+pub async fn serve<S, H, F, B>(
+    mut io: S,
+    mut buf: BytesMut,
+    opts: Options,
+    mut handler: H,
+    mut drain: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: FnMut(Request<pool::Body>) -> F + Send,
+    F: Future<Output = Response<B>> + Send,
+    B: Body<Data = Bytes> + Unpin + Send,
+    B::Error: Into<BoxError>,
+{
+    let mut deadline = drain.clone();
+    loop {
+        if buf.is_empty() {
+            let idle = async {
+                match opts.idle_timeout {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                read = poll_fn(|cx| poll_read_fresh(&mut io, cx)) => match read {
+                    Ok(fresh) if !fresh.is_empty() => buf = fresh,
+                    _ => return,
+                },
+                () = idle => {
+                    tracing::debug!("idle timeout: closing the connection");
+                    break;
+                }
+                // A dropped sender (no drain will ever come) is not a drain.
+                true = async { drain.wait_for(|d| *d).await.is_ok() } => break,
+            }
+        }
+        let exchange = Box::pin(exchange(&mut io, &mut buf, &opts, &mut handler, &drain));
+        let next = tokio::select! {
+            next = exchange => next,
+            true = async {
+                deadline.wait_for(|d| *d).await.is_ok()
+                    && { tokio::time::sleep(opts.drain_deadline).await; true }
+            } => {
+                tracing::debug!("drain deadline passed: connection closed");
+                return;
+            }
+        };
+        match next {
+            Next::KeepAlive => {}
+            Next::Close => break,
+            Next::Upgrade(pending) => {
+                let rest = std::mem::take(&mut buf).to_vec();
+                pending.fulfill(Box::new(Rewind::new(rest, io)));
+                return;
+            }
+        }
+    }
+    let _ = io.shutdown().await;
+}
+
+/// Feeds the request body from the socket into the request's body as it is wanted.
+struct Pump {
+    sender: Option<Sender>,
+    decoder: Decoder,
+    /// The handler dropped the body before its end: the rest is never read.
+    abandoned: bool,
+    failed: bool,
+}
+
+/// Why the request body could not be read.
+enum PumpError {
+    /// Malformed framing (a bad chunk): 400 when no response was sent yet.
+    Malformed,
+    /// The client went away.
+    Closed,
+}
+
+impl Pump {
+    /// The whole request body was read.
+    fn complete(&self) -> bool {
+        self.decoder.is_done() && !self.abandoned && !self.failed
+    }
+
+    fn poll<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        buf: &mut BytesMut,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), PumpError>> {
+        loop {
+            let Some(tx) = &mut self.sender else {
+                return Poll::Ready(Ok(()));
+            };
+            match tx.poll_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ready::Dropped) => {
+                    self.sender = None;
+                    self.abandoned = !self.decoder.is_done();
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Ready::Free) => {}
+            }
+            match self.decoder.decode(buf) {
+                Ok(Decoded::Data(data)) => tx.send(Ok(data)),
+                Ok(Decoded::End) => self.sender = None,
+                Ok(Decoded::NeedMore) => {
+                    let want = self.decoder.remaining().map_or(0, |n| n as usize);
+                    match poll_read_buf(io, buf, want, cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(n)) if n > 0 => {}
+                        Poll::Ready(_) => {
+                            tx.send(Err("downstream closed before the request body ended".into()));
+                            self.sender = None;
+                            self.failed = true;
+                            return Poll::Ready(Err(PumpError::Closed));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tx.send(Err(Box::new(e)));
+                    self.sender = None;
+                    self.failed = true;
+                    return Poll::Ready(Err(PumpError::Malformed));
+                }
+            }
+        }
+    }
+}
+
+/// One request and its response.
+async fn exchange<S, H, F, B>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    opts: &Options,
+    handler: &mut H,
+    drain: &watch::Receiver<bool>,
+) -> Next
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: FnMut(Request<pool::Body>) -> F,
+    F: Future<Output = Response<B>>,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let head = match read_head(io, buf, opts.header_timeout).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return Next::Close,
+        Err(e) => {
+            tracing::debug!(error = ?e, "malformed request head");
+            return reply_error(io, e.status(), opts).await;
+        }
+    };
+    let RequestHead {
+        mut parts,
+        framing,
+        keep_alive,
+        expect_continue,
+    } = head;
+    let head_request = parts.method == Method::HEAD;
+    let version = parts.version;
+    let (sender, body) = match framing {
+        Framing::Empty | Framing::Close => (None, empty()),
+        Framing::Length(n) => {
+            let (tx, rx) = body::channel(Some(n));
+            (Some(tx), rx.boxed())
+        }
+        Framing::Chunked => {
+            let (tx, rx) = body::channel(None);
+            (Some(tx), rx.boxed())
+        }
+    };
+    // Envoy answers `Expect: 100-continue` itself, at once, and does not forward it.
+    if expect_continue
+        && sender.is_some()
+        && write_all(io, b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
+        return Next::Close;
+    }
+    let mut upgrade = None;
+    if opts.upgrades && asks_upgrade(&parts.headers) {
+        let (pending, on) = upgrade::pending();
+        parts.extensions.insert(on);
+        upgrade = Some(pending);
+    }
+    let mut pump = Pump {
+        sender,
+        decoder: Decoder::new(framing),
+        abandoned: false,
+        failed: false,
+    };
+    let mut respond = pin!(handler(Request::from_parts(parts, body)));
+    let response = poll_fn(|cx| {
+        if let Poll::Ready(r) = respond.as_mut().poll(cx) {
+            return Poll::Ready(Ok(r));
+        }
+        match pump.poll(io, buf, cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ => Poll::Pending,
+        }
+    })
+    .await;
+    let response = match response {
+        Ok(r) => r,
+        Err(PumpError::Malformed) => return reply_error(io, StatusCode::BAD_REQUEST, opts).await,
+        Err(PumpError::Closed) => return Next::Close,
+    };
+    let (rparts, rbody) = response.into_parts();
+    let status = rparts.status;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(pending) = upgrade else {
+            return Next::Close;
+        };
+        let mut out = take_buffer();
+        codec::write_status_line(&mut out, status);
+        write_head_fields(&mut out, &rparts.headers, None, false);
+        out.extend_from_slice(b"\r\n");
+        let written = write_all(io, &out).await;
+        give_buffer(out);
+        return match written {
+            Ok(()) => Next::Upgrade(pending),
+            Err(_) => Next::Close,
+        };
+    }
+    let close = !keep_alive
+        || version != Version::HTTP_11
+        || *drain.borrow()
+        || !pump.complete()
+        || !codec::keep_alive(&rparts.headers, Version::HTTP_11);
+    let mut out = take_buffer();
+    codec::write_status_line(&mut out, status);
+    let framing = response_framing(&rparts.headers, status, head_request, &rbody);
+    let framing_header = match framing {
+        Out::Length(n) if !rparts.headers.contains_key(header::CONTENT_LENGTH) => Some(n),
+        _ => None,
+    };
+    write_head_fields(&mut out, &rparts.headers, framing_header, close);
+    if framing == Out::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let close = close || framing == Out::Close;
+    let mut writer = BodyWriter::new(rbody, framing, out);
+    let written = poll_fn(|cx| {
+        // The request body keeps flowing while the response is written (an upstream may
+        // answer before it has read the whole request).
+        let _ = pump.poll(io, buf, cx);
+        writer.poll_write(io, cx)
+    })
+    .await;
+    give_buffer(writer.into_buffer());
+    match written {
+        Ok(()) if !close && pump.complete() => Next::KeepAlive,
+        Ok(()) => Next::Close,
+        Err(WriteError::Io(e)) => {
+            tracing::debug!(error = %e, "writing the response failed");
+            Next::Close
+        }
+        Err(WriteError::Body(e)) => {
+            tracing::debug!(error = %e, "response body failed: closing the connection");
+            Next::Close
+        }
+    }
+}
+
+/// Reads until a whole request head is buffered and parses it; `Ok(None)` when the
+/// connection closed, failed or took longer than `timeout`.
+async fn read_head<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> Result<Option<RequestHead>, HeadError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(head) = codec::parse_request(buf)? {
+            return Ok(Some(head));
+        }
+        let read = poll_fn(|cx| poll_read_buf(io, buf, 0, cx));
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => return Ok(None),
+            Err(_) => {
+                tracing::debug!("request head not complete within the header timeout: closing");
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// How the response body goes on the wire: none where HTTP forbids one; its
+/// `Content-Length` when it has one; the body's exact size when known; else chunked.
+fn response_framing<B: Body>(
+    headers: &HeaderMap,
+    status: StatusCode,
+    head_request: bool,
+    body: &B,
+) -> Out {
+    if head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Out::None;
+    }
+    if let Some(n) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| codec::parse_length(v.as_bytes()))
+    {
+        return if n == 0 { Out::None } else { Out::Length(n) };
+    }
+    if body.is_end_stream() {
+        return Out::Length(0);
+    }
+    match body.size_hint().exact() {
+        Some(n) => Out::Length(n),
+        None => Out::Chunked,
+    }
+}
+
+/// The header fields of a response head: its own (but framing, which is ours), the
+/// `content-length` we chose, `date` when missing (as hyper added it), `connection: close`.
+fn write_head_fields(out: &mut Vec<u8>, headers: &HeaderMap, length: Option<u64>, close: bool) {
+    for (name, value) in headers {
+        if name == header::TRANSFER_ENCODING || (close && name == header::CONNECTION) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(n) = length {
+        codec::write_number_header(out, b"content-length", n);
+    }
+    if !headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        super::date::write(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+}
+
+/// Envoy's reply to a request its codec refused: the status, its reason as a text body,
+/// then close.
+async fn reply_error<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    status: StatusCode,
+    opts: &Options,
+) -> Next {
+    let reason = status.canonical_reason().unwrap_or("");
+    let mut out = take_buffer();
+    codec::write_status_line(&mut out, status);
+    codec::write_number_header(&mut out, b"content-length", reason.len() as u64);
+    out.extend_from_slice(b"content-type: text/plain\r\n");
+    out.extend_from_slice(b"date: ");
+    super::date::write(&mut out);
+    out.extend_from_slice(b"\r\n");
+    if let Some(server) = &opts.server_name {
+        out.extend_from_slice(b"server: ");
+        out.extend_from_slice(server.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"connection: close\r\n\r\n");
+    out.extend_from_slice(reason.as_bytes());
+    let _ = write_all(io, &out).await;
+    give_buffer(out);
+    Next::Close
+}
+
+/// `Connection: upgrade` with an `Upgrade` header.
+fn asks_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
+fn empty() -> pool::Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
