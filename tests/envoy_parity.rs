@@ -566,6 +566,36 @@ const CASES: &[Case] = &[
         headers: &[],
         status: 503,
     },
+    // Refused by the HTTP/1 codec before routing (a request smuggling vector and malformed
+    // heads): Envoy's status and its "Bad Request"-style body, then a close.
+    Case {
+        name: "codec: Transfer-Encoding with Content-Length is 400",
+        host: "other.org",
+        path: "/exact",
+        headers: &[("transfer-encoding", "chunked"), ("content-length", "3")],
+        status: 400,
+    },
+    Case {
+        name: "codec: a transfer coding other than chunked is 501",
+        host: "other.org",
+        path: "/exact",
+        headers: &[("transfer-encoding", "gzip")],
+        status: 501,
+    },
+    Case {
+        name: "codec: a control byte in a header value is 400",
+        host: "other.org",
+        path: "/exact",
+        headers: &[("x-bad", "a\u{1}b")],
+        status: 400,
+    },
+    Case {
+        name: "codec: two Content-Length headers are 400",
+        host: "other.org",
+        path: "/exact",
+        headers: &[("content-length", "0"), ("content-length", "0")],
+        status: 400,
+    },
     Case {
         name: "priority failover: P0 unhealthy, P1 answers",
         host: "other.org",

@@ -75,6 +75,11 @@ impl Sender {
         Poll::Pending
     }
 
+    /// The body was dropped by whoever had it.
+    pub fn is_dropped(&self) -> bool {
+        lock(&self.0).dropped
+    }
+
     /// Puts a frame in the (free) slot.
     pub fn send(&mut self, item: Result<Bytes, BoxError>) {
         let mut s = lock(&self.0);

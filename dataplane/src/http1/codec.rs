@@ -74,7 +74,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(httparse::Error::Version) => return Err(HeadError::Version),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
         Err(_) => return Err(HeadError::Bad),
     };
     if len > MAX_HEAD {
@@ -108,7 +108,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
             HeaderValue::from_maybe_shared(head.slice(v..v + vl)).map_err(|_| HeadError::Bad)?;
         headers.append(name, value);
     }
-    let framing = request_framing(&headers, version)?;
+    let framing = request_framing(&headers)?;
     let keep_alive = keep_alive(&headers, version);
     let expect_continue = match headers.get(header::EXPECT) {
         Some(v)
@@ -133,11 +133,22 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     }))
 }
 
+/// A request line whose version httparse refused: 426 when it is another `HTTP/x.y` (Envoy
+/// asks for an upgrade), 400 when the line is malformed (`GET /a b HTTP/1.1`).
+fn version_error(buf: &[u8]) -> HeadError {
+    let line = buf.split(|b| *b == b'\n').next().unwrap_or(b"");
+    let mut words = line.trim_ascii().split(|b| *b == b' ');
+    match (words.next(), words.next(), words.next(), words.next()) {
+        (Some(_), Some(_), Some(v), None) if v.starts_with(b"HTTP/") => HeadError::Version,
+        _ => HeadError::Bad,
+    }
+}
+
 /// The framing of a request body (RFC 9112 section 6.3), refusing what Envoy refuses: both
 /// `Transfer-Encoding` and `Content-Length` (400, a smuggling vector), a transfer coding that
 /// is not a single `chunked` (501), and a `Content-Length` that is not one number (400, even
 /// when repeated with the same value, as Envoy).
-fn request_framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> {
+fn request_framing(headers: &HeaderMap) -> Result<Framing, HeadError> {
     let te = headers.get(header::TRANSFER_ENCODING);
     let mut cl = headers.get_all(header::CONTENT_LENGTH).iter();
     let length = match (cl.next(), cl.next()) {
@@ -147,7 +158,6 @@ fn request_framing(headers: &HeaderMap, version: Version) -> Result<Framing, Hea
     };
     match (te, length) {
         (Some(_), Some(_)) => Err(HeadError::Bad),
-        (Some(_), None) if version == Version::HTTP_10 => Err(HeadError::Bad),
         (Some(te), None)
             if headers.get_all(header::TRANSFER_ENCODING).iter().count() == 1
                 && te.as_bytes().eq_ignore_ascii_case(b"chunked") =>
@@ -175,7 +185,11 @@ pub fn response_framing(
     {
         return Ok(Framing::Empty);
     }
-    if let Some(te) = headers.get_all(header::TRANSFER_ENCODING).iter().last() {
+    if let Some(te) = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    {
         let last = te.as_bytes().rsplit(|b| *b == b',').next().unwrap_or(b"");
         return Ok(if trim(last).eq_ignore_ascii_case(b"chunked") {
             Framing::Chunked

@@ -49,7 +49,7 @@ pub fn poll_read_buf<S: AsyncRead + Unpin>(
     want: usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    if buf.capacity() - buf.len() < want.min(1024).max(1) {
+    if buf.capacity() - buf.len() < want.clamp(1, 1024) {
         buf.reserve(want.max(READ_SIZE));
     }
     tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)

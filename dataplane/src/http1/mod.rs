@@ -19,3 +19,6 @@ pub mod pool;
 pub mod server;
 pub mod stream;
 pub mod upgrade;
+
+#[cfg(test)]
+mod tests;

@@ -136,6 +136,14 @@ impl Pump {
         self.decoder.is_done() && !self.abandoned && !self.failed
     }
 
+    /// The request body will never be read to its end (the handler dropped it, or it was
+    /// malformed): the connection cannot carry another request.
+    fn given_up(&self) -> bool {
+        self.abandoned
+            || self.failed
+            || (!self.decoder.is_done() && self.sender.as_ref().is_some_and(Sender::is_dropped))
+    }
+
     fn poll<S: AsyncRead + Unpin>(
         &mut self,
         io: &mut S,
@@ -278,18 +286,25 @@ where
             Err(_) => Next::Close,
         };
     }
+    // A request body still streaming is fine (an upstream may answer first); one that will
+    // never be read to its end means closing, said in the head as Envoy does.
     let close = !keep_alive
         || version != Version::HTTP_11
         || *drain.borrow()
-        || !pump.complete()
+        || pump.given_up()
         || !codec::keep_alive(&rparts.headers, Version::HTTP_11);
     let mut out = take_buffer();
     codec::write_status_line(&mut out, status);
-    let framing = response_framing(&rparts.headers, status, head_request, &rbody);
+    let framing = response_framing(&rparts.headers, status, &rbody);
+    // A HEAD response announces the length a GET would have had, without the body.
+    let has_length = rparts.headers.contains_key(header::CONTENT_LENGTH);
+    // Not for a HEAD response with no body behind it: its GET's length is unknown.
+    let unknown = head_request && rbody.is_end_stream();
     let framing_header = match framing {
-        Out::Length(n) if !rparts.headers.contains_key(header::CONTENT_LENGTH) => Some(n),
+        Out::Length(n) if !has_length && !unknown => Some(n),
         _ => None,
     };
+    let framing = if head_request { Out::None } else { framing };
     write_head_fields(&mut out, &rparts.headers, framing_header, close);
     if framing == Out::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -343,16 +358,10 @@ async fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
-/// How the response body goes on the wire: none where HTTP forbids one; its
+/// How the response body goes on the wire (for a GET): none where HTTP forbids one; its
 /// `Content-Length` when it has one; the body's exact size when known; else chunked.
-fn response_framing<B: Body>(
-    headers: &HeaderMap,
-    status: StatusCode,
-    head_request: bool,
-    body: &B,
-) -> Out {
-    if head_request
-        || status.is_informational()
+fn response_framing<B: Body>(headers: &HeaderMap, status: StatusCode, body: &B) -> Out {
+    if status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {

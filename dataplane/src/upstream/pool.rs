@@ -38,7 +38,9 @@ type Key = (Duration, bool, Option<(usize, ServerName<'static>)>);
 
 static CLIENTS: LazyLock<Mutex<HashMap<Key, HttpClient>>> = LazyLock::new(Default::default);
 
-/// An upstream client for one request.
+/// An upstream client for one request (made for it and consumed by it, so the size of the
+/// hyper client in one variant costs nothing that lasts).
+#[allow(clippy::large_enum_variant)]
 pub enum Upstream {
     Http1 {
         connect_timeout: Duration,
