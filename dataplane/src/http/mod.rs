@@ -85,17 +85,32 @@ pub async fn serve_connection<S>(
     };
     let activity = idle::Activity::new();
     let handler = move |req: Request<Body>| {
-        let (hcm, runtime, downstream) = (hcm.clone(), runtime.clone(), downstream.clone());
         let in_flight = activity.start();
-        async move {
-            let response = match checks::reject(&req, &hcm) {
-                Some(refused) => refused,
-                None => router::handle(req, downstream, &hcm, &runtime).await,
-            };
-            response.map(|body| idle::Tracked::new(body, in_flight))
-        }
+        respond(
+            req,
+            hcm.clone(),
+            runtime.clone(),
+            downstream.clone(),
+            in_flight,
+        )
     };
     crate::http1::server::serve(stream, read, opts, handler, drain).await;
+}
+
+/// One request through the connection manager: refused before routing, or routed. The
+/// response body keeps the request in flight until it is sent.
+async fn respond(
+    req: Request<Body>,
+    hcm: Arc<HttpManager>,
+    runtime: Arc<Runtime>,
+    downstream: Downstream,
+    in_flight: idle::InFlight,
+) -> http::Response<idle::Tracked> {
+    let response = match checks::reject(&req, &hcm) {
+        Some(refused) => refused,
+        None => router::handle(req, downstream, &hcm, &runtime).await,
+    };
+    response.map(|body| idle::Tracked::new(body, in_flight))
 }
 
 /// Time allowed for a request head once its first byte arrived (hyper's
@@ -156,16 +171,16 @@ async fn serve_h2<S>(
     let idle_timeout = hcm.idle_timeout;
     let tracked = activity.clone();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        let (hcm, runtime, downstream) = (hcm.clone(), runtime.clone(), downstream.clone());
         let in_flight = tracked.start();
         let req = req.map(|b| b.map_err(Into::into).boxed());
-        async move {
-            let response = match checks::reject(&req, &hcm) {
-                Some(refused) => refused,
-                None => router::handle(req, downstream, &hcm, &runtime).await,
-            };
-            Ok::<_, Infallible>(response.map(|body| idle::Tracked::new(body, in_flight)))
-        }
+        let response = respond(
+            req,
+            hcm.clone(),
+            runtime.clone(),
+            downstream.clone(),
+            in_flight,
+        );
+        async move { Ok::<_, Infallible>(response.await) }
     });
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);

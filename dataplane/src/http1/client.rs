@@ -257,15 +257,7 @@ fn write_head(out: &mut Vec<u8>, parts: &http::request::Parts, framing: Out) {
         out.extend_from_slice(a.as_str().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    for (name, value) in headers {
-        if name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    codec::write_headers(out, headers, |name| name == header::TRANSFER_ENCODING);
     match framing {
         Out::Length(n) if !headers.contains_key(header::CONTENT_LENGTH) => {
             codec::write_number_header(out, b"content-length", n)

@@ -4,7 +4,7 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
 
@@ -89,25 +89,14 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     let path = req.path.unwrap_or("");
     // Offsets into the buffer, so the frozen head can be sliced without copying.
     let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
-    let path_at = offset(path.as_bytes());
-    let mut fields: [(usize, usize, usize, usize); MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
-    let count = req.headers.len();
-    for (slot, h) in fields.iter_mut().zip(req.headers.iter()) {
-        let (n, nl) = offset(h.name.as_bytes());
-        let (v, vl) = offset(h.value);
-        *slot = (n, nl, v, vl);
-    }
+    let path_at = path.as_ptr() as usize - base;
+    let path_len = path.len();
+    let mut fields = [(0, 0, 0, 0); MAX_HEADERS];
+    let count = field_offsets(base, req.headers, &mut fields);
     let head = buf.split_to(len).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(path_at.0..path_at.0 + path_at.1))
+    let uri = Uri::from_maybe_shared(head.slice(path_at..path_at + path_len))
         .map_err(|_| HeadError::Bad)?;
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(n, nl, v, vl) in &fields[..count] {
-        let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Bad)?;
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(v..v + vl)).map_err(|_| HeadError::Bad)?;
-        headers.append(name, value);
-    }
+    let mut headers = header_map(&head, &fields[..count], false)?;
     let framing = request_framing(&headers)?;
     let keep_alive = keep_alive(&headers, version);
     let expect_continue = match headers.get(header::EXPECT) {
@@ -142,6 +131,47 @@ fn version_error(buf: &[u8]) -> HeadError {
         (Some(_), Some(_), Some(v), None) if v.starts_with(b"HTTP/") => HeadError::Version,
         _ => HeadError::Bad,
     }
+}
+
+/// Where a header field's name and value are in a head: (name at, name length, value at,
+/// value length).
+type Field = (usize, usize, usize, usize);
+
+/// The fields' offsets from `base`, the start of the buffer they were parsed from.
+fn field_offsets(
+    base: usize,
+    parsed: &[httparse::Header<'_>],
+    out: &mut [Field; MAX_HEADERS],
+) -> usize {
+    for (slot, h) in out.iter_mut().zip(parsed) {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        *slot = (name, h.name.len(), value, h.value.len());
+    }
+    parsed.len().min(MAX_HEADERS)
+}
+
+/// The header map of a frozen head, values sharing its bytes. With `unfold`, an obsolete
+/// line folding (responses only) becomes spaces, as RFC 9112 section 5.2 allows.
+fn header_map(head: &Bytes, fields: &[Field], unfold: bool) -> Result<HeaderMap, HeadError> {
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for &(n, nl, v, vl) in fields {
+        let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Bad)?;
+        let raw = head.slice(v..v + vl);
+        let value = match HeaderValue::from_maybe_shared(raw.clone()) {
+            Ok(value) => value,
+            Err(_) if unfold => {
+                let spaced: Vec<u8> = raw
+                    .iter()
+                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                    .collect();
+                HeaderValue::from_bytes(&spaced).map_err(|_| HeadError::Bad)?
+            }
+            Err(_) => return Err(HeadError::Bad),
+        };
+        headers.append(name, value);
+    }
+    Ok(headers)
 }
 
 /// The framing of a request body (RFC 9112 section 6.3), refusing what Envoy refuses: both
@@ -282,33 +312,10 @@ pub fn parse_response(
         _ => Version::HTTP_11,
     };
     let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|_| HeadError::Bad)?;
-    let base = buf.as_ptr() as usize;
-    let mut fields: [(usize, usize, usize, usize); MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
-    let count = resp.headers.len();
-    for (slot, h) in fields.iter_mut().zip(resp.headers.iter()) {
-        let n = h.name.as_ptr() as usize - base;
-        let v = h.value.as_ptr() as usize - base;
-        *slot = (n, h.name.len(), v, h.value.len());
-    }
+    let mut fields = [(0, 0, 0, 0); MAX_HEADERS];
+    let count = field_offsets(buf.as_ptr() as usize, resp.headers, &mut fields);
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(n, nl, v, vl) in &fields[..count] {
-        let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Bad)?;
-        // An obsolete line folding leaves CR/LF in the value: replace them with spaces as
-        // RFC 9112 section 5.2 allows.
-        let raw = head.slice(v..v + vl);
-        let value = match HeaderValue::from_maybe_shared(raw.clone()) {
-            Ok(v) => v,
-            Err(_) => {
-                let unfolded: Vec<u8> = raw
-                    .iter()
-                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-                    .collect();
-                HeaderValue::from_bytes(&unfolded).map_err(|_| HeadError::Bad)?
-            }
-        };
-        headers.append(name, value);
-    }
+    let headers = header_map(&head, &fields[..count], true)?;
     let framing = response_framing(&headers, status, head_request)?;
     let keep_alive = keep_alive(&headers, version) && framing != Framing::Close;
     let mut parts = http::Response::new(()).into_parts().0;
@@ -331,9 +338,12 @@ pub fn write_status_line(out: &mut Vec<u8>, status: StatusCode) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes every header as `name: value\r\n`.
-pub fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+/// Writes every header but the `skip`ped ones as `name: value\r\n`.
+pub fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap, skip: impl Fn(&HeaderName) -> bool) {
     for (name, value) in headers {
+        if skip(name) {
+            continue;
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());

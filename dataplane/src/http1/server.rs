@@ -70,6 +70,8 @@ pub async fn serve<S, H, F, B>(
     let mut deadline = drain.clone();
     loop {
         if buf.is_empty() {
+            // Even empty, the buffer may hold the allocation its last head was split from.
+            drop(std::mem::take(&mut buf));
             let idle = async {
                 match opts.idle_timeout {
                     Some(t) => tokio::time::sleep(t).await,
@@ -385,15 +387,9 @@ fn response_framing<B: Body>(headers: &HeaderMap, status: StatusCode, body: &B) 
 /// The header fields of a response head: its own (but framing, which is ours), the
 /// `content-length` we chose, `date` when missing (as hyper added it), `connection: close`.
 fn write_head_fields(out: &mut Vec<u8>, headers: &HeaderMap, length: Option<u64>, close: bool) {
-    for (name, value) in headers {
-        if name == header::TRANSFER_ENCODING || (close && name == header::CONNECTION) {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    codec::write_headers(out, headers, |name| {
+        name == header::TRANSFER_ENCODING || (close && name == header::CONNECTION)
+    });
     if let Some(n) = length {
         codec::write_number_header(out, b"content-length", n);
     }

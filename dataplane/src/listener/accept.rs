@@ -14,6 +14,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
 use super::chain::{self, Hints};
@@ -28,13 +29,45 @@ use crate::tls::rewind::Rewind;
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Serves one accepted connection to its end.
+///
+/// What comes before the network filter (inspection, chain choice, handshake) runs in its own
+/// box: tokio allocates a task with room for the largest state of its future, and a
+/// connection lives far longer in its filter than in those first steps.
 pub async fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     listener: Arc<Listener>,
     runtime: Arc<Runtime>,
     drain: watch::Receiver<bool>,
 ) {
+    let prepared = Box::pin(prepare(stream, peer, &listener, &runtime)).await;
+    match prepared {
+        Some(Prepared::Plain(io, conn, chain)) => dispatch(io, conn, chain, runtime, drain).await,
+        Some(Prepared::Tls(io, conn, chain)) => {
+            Box::pin(dispatch(io, conn, chain, runtime, drain)).await
+        }
+        None => {}
+    }
+}
+
+/// A connection ready for its network filter.
+enum Prepared<'a> {
+    Plain(Rewind<TcpStream>, Downstream, &'a FilterChain),
+    Tls(
+        Box<TlsStream<Rewind<TcpStream>>>,
+        Downstream,
+        &'a FilterChain,
+    ),
+}
+
+/// Inspects the connection, picks its filter chain and terminates TLS; `None` when the
+/// connection is closed instead.
+async fn prepare<'a>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    listener: &'a Listener,
+    runtime: &Runtime,
+) -> Option<Prepared<'a>> {
     let local = stream.local_addr().unwrap_or(peer);
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let local_port = local.port();
@@ -44,11 +77,11 @@ pub async fn serve(
             Some(Ok(inspected)) => inspected,
             Some(Err(e)) => {
                 debug!(%peer, listener = %listener.name, error = %e, "tls_inspector: closing");
-                return;
+                return None;
             }
             None => {
                 debug!(%peer, listener = %listener.name, "listener_filters_timeout: closing");
-                return;
+                return None;
             }
         }
     } else {
@@ -68,9 +101,9 @@ pub async fn serve(
             alpn: &[],
         },
     };
-    let Some(chain) = chain::select(&listener, &hints) else {
+    let Some(chain) = chain::select(listener, &hints) else {
         debug!(%peer, listener = %listener.name, sni = ?hints.sni, "no filter chain matches: closing");
-        return;
+        return None;
     };
     let io = Rewind::new(prefix, stream);
     let Some(tls) = &chain.tls else {
@@ -80,13 +113,13 @@ pub async fn serve(
             local,
             tls: None,
         };
-        return dispatch(io, conn, chain, runtime, drain).await;
+        return Some(Prepared::Plain(io, conn, chain));
     };
     let config = match crate::tls::server::config(tls, &runtime.load().config.secrets) {
         Ok(c) => c,
         Err(e) => {
             debug!(%peer, listener = %listener.name, chain = %chain.name, error = %e, "no TLS config: closing");
-            return;
+            return None;
         }
     };
     let limit = chain
@@ -101,12 +134,16 @@ pub async fn serve(
                 local,
                 tls: Some(Arc::new(info)),
             };
-            dispatch(tls, conn, chain, runtime, drain).await
+            Some(Prepared::Tls(Box::new(tls), conn, chain))
         }
         Some(Err(e)) => {
-            debug!(%peer, listener = %listener.name, error = %e, "TLS handshake failed")
+            debug!(%peer, listener = %listener.name, error = %e, "TLS handshake failed");
+            None
         }
-        None => debug!(%peer, listener = %listener.name, "TLS handshake timed out: closing"),
+        None => {
+            debug!(%peer, listener = %listener.name, "TLS handshake timed out: closing");
+            None
+        }
     }
 }
 
