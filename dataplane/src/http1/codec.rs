@@ -69,21 +69,11 @@ pub struct RequestHead {
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(&buf[..], &mut slots) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(httparse::Error::Version) => return Err(version_error(buf)),
-        Err(_) => return Err(HeadError::Bad),
+    let parsed = req.parse_with_uninit_headers(&buf[..], &mut slots);
+    let Some(len) = head_length(parsed, buf)? else {
+        return Ok(None);
     };
-    if len > MAX_HEAD {
-        return Err(HeadError::TooLarge);
-    }
-    let version = match req.version {
-        Some(0) => Version::HTTP_10,
-        _ => Version::HTTP_11,
-    };
+    let version = version_of(req.version);
     let method =
         Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| HeadError::Bad)?;
     let path = req.path.unwrap_or("");
@@ -120,6 +110,28 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         keep_alive,
         expect_continue,
     }))
+}
+
+/// The length of a parsed head; `None` when more bytes are needed. Over [`MAX_HEAD`] bytes or
+/// [`MAX_HEADERS`] fields is 431.
+fn head_length(parsed: httparse::Result<usize>, buf: &[u8]) -> Result<Option<usize>, HeadError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => Err(HeadError::TooLarge),
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) => Err(version_error(buf)),
+        Err(_) => Err(HeadError::Bad),
+    }
+}
+
+/// httparse's minor version: 0 is HTTP/1.0, anything else it accepted HTTP/1.1.
+fn version_of(minor: Option<u8>) -> Version {
+    match minor {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    }
 }
 
 /// A request line whose version httparse refused: 426 when it is another `HTTP/x.y` (Envoy
@@ -304,23 +316,13 @@ pub fn parse_response(
 ) -> Result<Option<ResponseHead>, HeadError> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    let len = match httparse::ParserConfig::default()
+    let parsed = httparse::ParserConfig::default()
         .allow_obsolete_multiline_headers_in_responses(true)
-        .parse_response_with_uninit_headers(&mut resp, &buf[..], &mut slots)
-    {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(_) => return Err(HeadError::Bad),
+        .parse_response_with_uninit_headers(&mut resp, &buf[..], &mut slots);
+    let Some(len) = head_length(parsed, buf)? else {
+        return Ok(None);
     };
-    if len > MAX_HEAD {
-        return Err(HeadError::TooLarge);
-    }
-    let version = match resp.version {
-        Some(0) => Version::HTTP_10,
-        _ => Version::HTTP_11,
-    };
+    let version = version_of(resp.version);
     let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|_| HeadError::Bad)?;
     let mut fields = [(0, 0, 0, 0); MAX_HEADERS];
     let count = field_offsets(buf.as_ptr() as usize, resp.headers, &mut fields);
