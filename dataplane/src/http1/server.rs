@@ -260,10 +260,23 @@ where
         if let Poll::Ready(r) = respond.as_mut().poll(cx) {
             return Poll::Ready(Ok(r));
         }
-        match pump.poll(io, buf, cx) {
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            _ => Poll::Pending,
+        if let Poll::Ready(Err(e)) = pump.poll(io, buf, cx) {
+            return Poll::Ready(Err(e));
         }
+        // With no body left to read, watch for the client going away: the request is then
+        // dropped (its upstream exchange cancelled, logged as Envoy's DC), as hyper and Envoy
+        // do. Bytes of a pipelined request wait in the buffer, up to a head's limit.
+        if pump.sender.is_none() && buf.len() < codec::MAX_HEAD {
+            match poll_read_fresh(io, cx) {
+                Poll::Ready(Ok(more)) if !more.is_empty() => {
+                    buf.extend_from_slice(&more);
+                    cx.waker().wake_by_ref();
+                }
+                Poll::Ready(_) => return Poll::Ready(Err(PumpError::Closed)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
     })
     .await;
     let response = match response {

@@ -492,3 +492,37 @@ async fn connect_failures_and_garbage_are_told_apart() {
         Err(client::Error::Protocol(_))
     ));
 }
+
+#[tokio::test]
+async fn a_client_that_goes_away_before_its_response_cancels_the_request() {
+    struct SetOnDrop(Arc<AtomicUsize>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let seen = dropped.clone();
+    let handler = move |_req: Request<Body>| {
+        let guard = SetOnDrop(seen.clone());
+        async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+            Response::new(full(b""))
+        }
+    };
+    let (port, _drain) = serve_with(options(), handler).await;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    drop(s);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while dropped.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the request was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
