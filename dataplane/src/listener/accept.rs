@@ -168,8 +168,16 @@ async fn dispatch<S>(
         NetworkFilter::Http(hcm) => {
             crate::http::serve_connection(io, conn, hcm.clone(), runtime, drain).await
         }
+        // Boxed: the tcp proxy's future is large and would otherwise size every HTTP
+        // connection's task, idle keep-alive ones included.
         NetworkFilter::Tcp(proxy) => {
-            crate::tcp::serve_connection(io, conn, proxy.clone(), runtime).await
+            Box::pin(crate::tcp::serve_connection(
+                io,
+                conn,
+                proxy.clone(),
+                runtime,
+            ))
+            .await
         }
     }
 }
