@@ -12,12 +12,14 @@ use xds_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryResponse, DiscoveryResponse, Resource,
 };
 use xds_types::resource::{ResourceError, name_of};
+use xds_types::type_url;
 
 /// One resource of a snapshot, encoded once.
 #[derive(Debug)]
 pub struct EncodedResource {
     pub name: String,
-    /// Per-resource version (a hash of its bytes): what Delta xDS sends and what
+    /// Per-resource version (a hash of its bytes; for an assignment, also of the EDS clusters
+    /// using it: see `tie_assignments_to_clusters`): what Delta xDS sends and what
     /// `initial_resource_versions` is compared against.
     pub version: String,
     pub any: Any,
@@ -131,6 +133,7 @@ impl Snapshot {
                 Arc::new(EncodedResource::new(name, version, any)),
             );
         }
+        tie_assignments_to_clusters(&mut by_type);
         Ok(Snapshot {
             version: version.into(),
             resources: by_type,
@@ -181,6 +184,59 @@ impl Snapshot {
     /// Every resource of every type.
     pub fn all(&self) -> impl Iterator<Item = &Arc<EncodedResource>> {
         self.resources.values().flat_map(|m| m.values())
+    }
+}
+
+/// Makes the version of each ClusterLoadAssignment depend on the EDS clusters that use it, so
+/// that changing a cluster also resends its assignment, right after the cluster (ADS order).
+///
+/// Why: Envoy warms an updated EDS cluster until an EDS response carrying its assignment
+/// arrives, and uses its cached copy only after the EDS config source's
+/// `initial_fetch_timeout` (15 s by default; `cds: ... starting warming`, then `Did not
+/// receive EDS response on time, using cached ClusterLoadAssignment`). Envoy does not ask
+/// again (the EDS names are unchanged), so a server that sends only what changed leaves every
+/// cluster update pending for that long, the old version serving meanwhile. Istio pushes EDS
+/// with CDS for the same reason (Envoy issue #13009).
+fn tie_assignments_to_clusters(by_type: &mut HashMap<String, ResourceMap>) {
+    use xds_types::pb::envoy::config::cluster::v3::Cluster;
+    use xds_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+    let eds = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+    // Assignment name -> the versions of the clusters using it (in name order).
+    let mut users: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let clusters = by_type.get(type_url::CLUSTER);
+    for r in clusters.into_iter().flat_map(|m| m.values()) {
+        let Ok(c) = Cluster::decode(r.any.value.as_slice()) else {
+            continue;
+        };
+        if c.cluster_discovery_type != eds {
+            continue;
+        }
+        let service = c
+            .eds_cluster_config
+            .map(|e| e.service_name)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(c.name);
+        users.entry(service).or_default().push(&r.version);
+    }
+    let mut tied: Vec<(String, String)> = Vec::new();
+    let assignments = by_type.get(type_url::ENDPOINT);
+    for (name, versions) in &users {
+        let Some(r) = assignments.and_then(|m| m.get(name)) else {
+            continue;
+        };
+        let mut bytes = r.any.value.clone();
+        for v in versions {
+            bytes.extend_from_slice(v.as_bytes());
+        }
+        tied.push((name.clone(), content_version(&bytes)));
+    }
+    let Some(assignments) = by_type.get_mut(type_url::ENDPOINT) else {
+        return;
+    };
+    for (name, version) in tied {
+        if let Some(r) = assignments.get_mut(&name).and_then(Arc::get_mut) {
+            r.version = version;
+        }
     }
 }
 

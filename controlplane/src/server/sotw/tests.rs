@@ -222,3 +222,89 @@ fn only_changed_types_are_pushed() {
         [EDS]
     );
 }
+
+/// An EDS cluster named `name` whose connect timeout is `secs`.
+fn eds_cluster(name: &str, secs: i64) -> xds_types::Any {
+    use xds_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+    Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        connect_timeout: Some(xds_types::pb::google::protobuf::Duration {
+            seconds: secs,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+    .to_any()
+}
+
+fn assignment(name: &str) -> xds_types::Any {
+    ClusterLoadAssignment {
+        cluster_name: name.into(),
+        ..Default::default()
+    }
+    .to_any()
+}
+
+#[test]
+fn an_updated_eds_cluster_resends_its_unchanged_assignment() {
+    // Envoy warms an updated EDS cluster until its assignment comes again (or 15 s pass), so
+    // the assignment follows the cluster even when its own bytes did not change.
+    let s1 = std::sync::Arc::new(
+        Snapshot::new(
+            "1",
+            vec![
+                eds_cluster("a", 1),
+                eds_cluster("b", 1),
+                assignment("a"),
+                assignment("b"),
+            ],
+        )
+        .unwrap(),
+    );
+    let mut st = SotwState::default();
+    let (_, r) = st.on_request(&req(CDS, &[], "", ""), Some(&s1));
+    st.on_request(&req(CDS, &[], "1", &r.unwrap().nonce), Some(&s1));
+    let (_, r) = st.on_request(&req(EDS, &["a", "b"], "", ""), Some(&s1));
+    assert_eq!(r.as_ref().unwrap().resources.len(), 2);
+    st.on_request(&req(EDS, &["a", "b"], "1", &r.unwrap().nonce), Some(&s1));
+    let s2 = std::sync::Arc::new(
+        Snapshot::new(
+            "2",
+            vec![
+                eds_cluster("a", 2),
+                eds_cluster("b", 1),
+                assignment("a"),
+                assignment("b"),
+            ],
+        )
+        .unwrap()
+        .with_parent(&s1),
+    );
+    let rs = st.on_snapshot(&s2);
+    let sent: Vec<(&str, Vec<&str>)> = rs
+        .iter()
+        .map(|r| {
+            (
+                r.type_url.as_str(),
+                r.resources.iter().map(|e| e.name.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(sent, [(CDS, vec!["a", "b"]), (EDS, vec!["a"])]);
+    // Nothing about the clusters changed: nothing is sent.
+    let s3 = std::sync::Arc::new(
+        Snapshot::new(
+            "3",
+            vec![
+                eds_cluster("a", 2),
+                eds_cluster("b", 1),
+                assignment("a"),
+                assignment("b"),
+            ],
+        )
+        .unwrap()
+        .with_parent(&s2),
+    );
+    assert!(st.on_snapshot(&s3).is_empty());
+}
