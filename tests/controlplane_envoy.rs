@@ -184,6 +184,54 @@ async fn a_removed_cluster_leaves_envoy_delta() {
     removed_cluster_is_dropped(Api::Delta).await;
 }
 
+/// Envoy's `/config_dump` of one kind of dynamic cluster (`dynamic_active_clusters`...).
+async fn dumped_clusters(envoy: &Envoy, kind: &str) -> String {
+    let r = http::get(&envoy.admin, &format!("/config_dump?resource={kind}"), &[])
+        .await
+        .expect("envoy /config_dump");
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// Envoy warms an updated EDS cluster until its assignment is sent again (it does not ask:
+/// the EDS names are unchanged), then uses its cached copy after the source's
+/// `initial_fetch_timeout`. With that timeout 0 (wait forever) the update applies only if
+/// the controlplane resends the unchanged assignment after the cluster.
+async fn updated_cluster_warms_at_once(api: Api) {
+    let w = World::start(api).await;
+    let updated = cluster("b1", w.b1.port().into())
+        .replace("connect_timeout: 1s", "connect_timeout: 3s")
+        .replace(
+            "resource_api_version: V3 }",
+            "resource_api_version: V3, initial_fetch_timeout: 0s }",
+        );
+    write(
+        &w.dir,
+        "clusters.yaml",
+        &file(None, &[updated, cluster("b2", w.b2.port().into())]),
+    );
+    eventually(
+        "the updated b1 active in Envoy, nothing warming",
+        || async {
+            let active = dumped_clusters(&w.envoy, "dynamic_active_clusters").await;
+            let warming = dumped_clusters(&w.envoy, "dynamic_warming_clusters").await;
+            (active.contains("\"connect_timeout\": \"3s\"") && !warming.contains("\"b1\""))
+                .then_some(())
+        },
+    )
+    .await;
+    w.wait_for_backend("/", "b1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updated_cluster_warms_at_once_in_envoy_sotw() {
+    updated_cluster_warms_at_once(Api::Sotw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updated_cluster_warms_at_once_in_envoy_delta() {
+    updated_cluster_warms_at_once(Api::Delta).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_files_are_refused_and_envoy_keeps_serving() {
     let w = World::start(Api::Sotw).await;
