@@ -50,6 +50,24 @@ async fn cds_sent(cp: &Controlplane, node: &str, old: &serde_json::Value) -> Opt
     (s["version_sent"] != *old).then_some(())
 }
 
+/// Real Envoy or our dataplane, driven over SotW ADS by `cp`; stopped when dropped.
+enum Proxy {
+    Envoy(#[allow(dead_code)] Envoy),
+    Ours(#[allow(dead_code)] Dataplane),
+}
+
+impl Proxy {
+    async fn start(envoy: bool, cp: &Controlplane, node: &str, work: &Path) -> Proxy {
+        if envoy {
+            Proxy::Envoy(Envoy::start(node, &cp.xds, Api::Sotw, work).await)
+        } else {
+            let (host, xds_port) = cp.xds.rsplit_once(':').unwrap();
+            let boot = config::envoy_bootstrap(node, host, xds_port, "GRPC");
+            Proxy::Ours(Dataplane::start(&boot, node, work))
+        }
+    }
+}
+
 /// Runs the story against one proxy; returns what the client saw at each step.
 async fn story(envoy: bool, ca: &Ca, backend: u16, work: &Path) -> Vec<String> {
     let name = if envoy { "envoy" } else { "dataplane" };
@@ -63,14 +81,7 @@ async fn story(envoy: bool, ca: &Ca, backend: u16, work: &Path) -> Vec<String> {
     write("listener.yaml", listener);
     let cp = Controlplane::start(&dir, work);
     let node = format!("warming-{name}");
-    let (_envoy, _ours);
-    if envoy {
-        _envoy = Envoy::start(&node, &cp.xds, Api::Sotw, work).await;
-    } else {
-        let (host, xds_port) = cp.xds.rsplit_once(':').unwrap();
-        let boot = config::envoy_bootstrap(&node, host, xds_port, "GRPC");
-        _ours = Dataplane::start(&boot, &node, work);
-    }
+    let _proxy = Proxy::start(envoy, &cp, &node, work).await;
     let mut seen = Vec::new();
     let v1 = eventually("CDS ACKed", || {
         cds_acked(&cp, &node, &serde_json::Value::Null)
@@ -130,4 +141,71 @@ async fn cluster_warming_for_sds_agrees_with_envoy() {
              headers. reset reason: remote connection failure",
         ]
     );
+}
+
+/// An updated EDS cluster warms until its assignment comes again; with its EDS source's
+/// `initial_fetch_timeout` 0 it would wait forever, its CDS version never ACKed. Our
+/// controlplane resends the (unchanged) assignment with the cluster, so in both proxies the
+/// update is ACKed and serves.
+async fn eds_story(envoy: bool, backend: u16, work: &Path) -> Vec<String> {
+    use support::config::{cluster, file, listener, routes, write};
+    let name = if envoy { "envoy" } else { "dataplane" };
+    let work = &work.join(format!("eds-{name}"));
+    let dir = work.join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    write(
+        &dir,
+        "listener.yaml",
+        &file(None, &[listener("front", port, "r")]),
+    );
+    write(
+        &dir,
+        "routes.yaml",
+        &file(None, &[routes("r", &[("/", "b")], None)]),
+    );
+    write(
+        &dir,
+        "clusters.yaml",
+        &file(None, &[cluster("b", backend.into())]),
+    );
+    let cp = Controlplane::start(&dir, work);
+    let node = format!("eds-warming-{name}");
+    let _proxy = Proxy::start(envoy, &cp, &node, work).await;
+    let mut seen = Vec::new();
+    let v1 = eventually("CDS ACKed", || {
+        cds_acked(&cp, &node, &serde_json::Value::Null)
+    })
+    .await;
+    let first = eventually("the listener answers", || async {
+        let a = answer(port).await;
+        (a != "refused").then_some(a)
+    })
+    .await;
+    seen.push(format!("first answer: {first}"));
+    let updated = cluster("b", backend.into())
+        .replace("connect_timeout: 1s", "connect_timeout: 3s")
+        .replace(
+            "resource_api_version: V3 }",
+            "resource_api_version: V3, initial_fetch_timeout: 0s }",
+        );
+    write(&dir, "clusters.yaml", &file(None, &[updated]));
+    eventually("the updated cluster warm, its CDS version ACKed", || {
+        cds_acked(&cp, &node, &v1)
+    })
+    .await;
+    seen.push(format!("after the update: {}", answer(port).await));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eds_cluster_update_warms_with_the_resent_assignment_as_in_envoy() {
+    let work = tempfile::tempdir().unwrap();
+    let backend = support::backend::Backend::start("b").await;
+    let (ours, envoy) = tokio::join!(
+        eds_story(false, backend.port(), work.path()),
+        eds_story(true, backend.port(), work.path())
+    );
+    assert_eq!(ours, envoy, "our dataplane and Envoy");
+    assert_eq!(ours, ["first answer: 200", "after the update: 200"]);
 }

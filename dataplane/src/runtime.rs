@@ -23,7 +23,8 @@ pub struct Snapshot {
     /// The active clusters (what requests use): a warming cluster is absent, or its
     /// previous version serves (upstream/warming.rs).
     pub clusters: NameMap<Arc<UpstreamCluster>>,
-    /// The clusters warming for their SDS secrets, and until when (`None`: forever).
+    /// The clusters warming for their SDS secrets or EDS endpoints, and when to look again
+    /// (`None`: when something arrives).
     pub warming: BTreeMap<String, Option<Instant>>,
 }
 
@@ -45,7 +46,7 @@ pub struct Runtime {
     /// The initial clusters are all warm (Envoy's cluster manager initialized): listeners may
     /// start. Set once, never cleared.
     clusters_initialized: AtomicBool,
-    /// Which cluster versions are warming for their SDS secrets, since when.
+    /// Which cluster versions are warming for their SDS secrets or EDS endpoints, since when.
     warming: std::sync::Mutex<Warming>,
     /// The latest answers for DNS clusters (upstream/dns.rs), by cluster name.
     resolved: std::sync::Mutex<HashMap<String, Arc<LoadAssignment>>>,
@@ -121,6 +122,7 @@ impl Runtime {
         let now = Instant::now();
         let mut warming = self.warming.lock().unwrap_or_else(|p| p.into_inner());
         warming.retain(|name| config.clusters.contains_key(name));
+        warming.retain_arrivals(|name| config.endpoints.contains_key(name));
         let mut waiting = BTreeMap::new();
         let mut clusters = NameMap::default();
         for (name, c) in &config.clusters {
@@ -138,9 +140,9 @@ impl Runtime {
             };
             let assignment = match &serving.discovery {
                 Discovery::Static(la) => la,
-                Discovery::Eds(service) => config
+                Discovery::Eds(eds) => config
                     .endpoints
-                    .get(service)
+                    .get(&eds.service)
                     .map(|a| a.as_ref())
                     .unwrap_or(&empty),
                 Discovery::Dns(_) => resolved.get(name).map(|a| a.as_ref()).unwrap_or(&empty),
@@ -156,6 +158,14 @@ impl Runtime {
             warming: waiting,
         }));
         self.changed.send_modify(|g| *g += 1);
+    }
+
+    /// An EDS response carried these assignments (accepted or not: either ends a cluster's
+    /// wait for them, as in Envoy, whose EDS init target completes on a rejected update).
+    /// Call before publishing the config they are in.
+    pub fn endpoints_arrived<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut warming = self.warming.lock().unwrap_or_else(|p| p.into_inner());
+        warming.endpoints_arrived(names);
     }
 
     /// Rebuilds the current snapshot from its own config: a warming cluster whose deadline

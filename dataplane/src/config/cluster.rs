@@ -42,10 +42,20 @@ pub struct Cluster {
 pub enum Discovery {
     /// Endpoints given inline.
     Static(LoadAssignment),
-    /// Endpoints from EDS, under this service name.
-    Eds(String),
+    /// Endpoints from EDS.
+    Eds(Eds),
     /// Endpoints named by DNS names, resolved in the background (upstream/dns.rs).
     Dns(DnsDiscovery),
+}
+
+/// An EDS cluster's endpoints: which assignment, and how long a new version of the cluster
+/// waits for it (upstream/warming.rs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Eds {
+    /// The ClusterLoadAssignment's name (`service_name`, else the cluster's name).
+    pub service: String,
+    /// `eds_config.initial_fetch_timeout` (15 s by default; `None`: wait forever).
+    pub fetch_timeout: Option<Duration>,
 }
 
 /// STRICT_DNS and LOGICAL_DNS: what to resolve and how often.
@@ -167,22 +177,27 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             )
         }
         Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {
-            if let Some(source) = c
+            // Endpoints come over the ADS stream. A new version of the cluster warms until
+            // they arrive or the source's initial_fetch_timeout passes; then it serves with
+            // what it has (none: "no healthy upstream"), as Envoy's does.
+            let fetch_timeout = match c
                 .eds_cluster_config
                 .as_ref()
                 .and_then(|e| e.eds_config.as_ref())
             {
-                // Endpoints come over the ADS stream; a cluster without them yet answers "no
-                // healthy upstream", as an Envoy cluster past its initial fetch timeout does.
-                super::ads_config_source(source)
-                    .map_err(|e| e.within("eds_cluster_config.eds_config"))?;
-            }
+                Some(source) => super::ads_config_source(source)
+                    .map_err(|e| e.within("eds_cluster_config.eds_config"))?,
+                None => Some(super::DEFAULT_INITIAL_FETCH_TIMEOUT),
+            };
             let service = c
                 .eds_cluster_config
                 .as_ref()
                 .map(|e| e.service_name.clone())
                 .filter(|s| !s.is_empty());
-            Discovery::Eds(service.unwrap_or_else(|| c.name.clone()))
+            Discovery::Eds(Eds {
+                service: service.unwrap_or_else(|| c.name.clone()),
+                fetch_timeout,
+            })
         }
         Some(ClusterDiscoveryType::Type(t))
             if t == DiscoveryType::StrictDns as i32 || t == DiscoveryType::LogicalDns as i32 =>

@@ -315,6 +315,10 @@ impl XdsClient {
         if type_url::is_full_state(url) {
             self.store.retain(url, &present);
         }
+        if url == type_url::ENDPOINT {
+            self.runtime
+                .endpoints_arrived(present.iter().map(String::as_str));
+        }
         errors
     }
 
@@ -417,6 +421,15 @@ impl XdsClient {
             if let Err(e) = self.store.accept(url, any, &r.version) {
                 errors.push(e);
             }
+        }
+        if url == type_url::ENDPOINT {
+            self.runtime.endpoints_arrived(
+                response
+                    .resources
+                    .iter()
+                    .filter(|r| r.resource.is_some())
+                    .map(|r| r.name.as_str()),
+            );
         }
         for name in &response.removed_resources {
             self.store.remove(url, name);

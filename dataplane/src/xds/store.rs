@@ -261,7 +261,7 @@ impl Store {
             .clusters
             .values()
             .filter_map(|c| match &c.discovery {
-                Discovery::Eds(service) => Some(service.clone()),
+                Discovery::Eds(eds) => Some(eds.service.clone()),
                 Discovery::Static(_) | Discovery::Dns(_) => None,
             })
             .collect()
