@@ -472,3 +472,55 @@ async fn alpn_and_versions_agree_with_envoy() {
     );
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
+
+/// `%REQUESTED_SERVER_NAME%` is the SNI a listener filter read: with the tls_inspector it is
+/// the client's, without one it is empty even though the handshake carried an SNI (Envoy sets
+/// it only from listener filters). Seen through a response header that formats it.
+#[tokio::test]
+async fn requested_server_name_comes_from_the_tls_inspector_as_in_envoy() {
+    install_provider();
+    let ca = Ca::new("rsn ca");
+    let leaf = ca.leaf("rsn", &["rsn.example"], &[], false);
+    let config = |inspected: u16, plain: u16| {
+        let tls = downstream(&[&leaf], "", "");
+        let hcm = r#"{ name: envoy.filters.network.http_connection_manager, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, route_config: { virtual_hosts: [ { name: v, domains: ["*"], routes: [ { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: ok } } } ], response_headers_to_add: [ { header: { key: x-sni, value: "[%REQUESTED_SERVER_NAME%]" } } ] } ] }, http_filters: [ { name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } } ] } }"#;
+        let with = listener(
+            "inspected",
+            inspected,
+            &[chain("c", &[], "", Some(&tls), hcm)],
+            "",
+        );
+        let without = format!(
+            r#"{{ name: plain, address: {{ socket_address: {{ address: 127.0.0.1, port_value: {plain} }} }}, filter_chains: [ {} ] }}"#,
+            chain("c", &[], "", Some(&tls), hcm)
+        );
+        bootstrap(&[with, without], &[])
+    };
+    let work = tempfile::tempdir().unwrap();
+    let ports = [free_port(), free_port(), free_port(), free_port()];
+    let _envoy = Envoy::start_static(&config(ports[0], ports[1]), "envoy-rsn", work.path()).await;
+    let _ours = Dataplane::start(&config(ports[2], ports[3]), "dataplane-rsn", work.path());
+    for p in ports {
+        listening(p).await;
+    }
+    let ca_pem = ca.pem.clone();
+    let header = |port: u16| {
+        let ca_pem = ca_pem.clone();
+        async move {
+            let client = Client {
+                sni: Some("rsn.example".to_string()),
+                ..Client::new(&ca_pem, "rsn.example")
+            };
+            let stream = client.connect(port).await.unwrap();
+            let mut session = Session::start(stream).await.unwrap();
+            let r = session.get("rsn.example", "/").await.unwrap();
+            r.headers()
+                .get("x-sni")
+                .map(|v| v.to_str().unwrap().to_string())
+        }
+    };
+    let envoy = (header(ports[0]).await, header(ports[1]).await);
+    let ours = (header(ports[2]).await, header(ports[3]).await);
+    assert_eq!(ours, envoy, "(with the inspector, without): ours vs Envoy");
+    assert_eq!(ours.0.as_deref(), Some("[rsn.example]"));
+}

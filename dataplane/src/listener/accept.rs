@@ -127,7 +127,10 @@ async fn prepare<'a>(
         .map(|t| Instant::now() + t)
         .or(deadline);
     match within(limit, crate::tls::server::accept(io, config, &tls.stats)).await {
-        Some(Ok((tls, info))) => {
+        Some(Ok((tls, mut info))) => {
+            // Envoy's requested server name is what a listener filter (tls_inspector) read,
+            // not the handshake's: without the inspector %REQUESTED_SERVER_NAME% is empty.
+            info.sni = hints.sni.map(str::to_string);
             let conn = Downstream {
                 id,
                 peer,

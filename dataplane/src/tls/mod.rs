@@ -132,6 +132,8 @@ fn resolve<T>(
 /// What a TLS connection tells about itself, for routing, header mutation and logs.
 #[derive(Debug, Clone, Default)]
 pub struct TlsInfo {
+    /// The SNI as the listener's tls_inspector read it (Envoy's requested server name);
+    /// `None` without the inspector, even when the handshake carried one.
     pub sni: Option<String>,
     pub alpn: Option<Vec<u8>>,
     /// The client certificate's URI SANs (`%DOWNSTREAM_PEER_URI_SAN%`), DNS SANs
