@@ -102,6 +102,9 @@ pub struct HttpManager {
     pub rds_fetch_timeout: Option<Duration>,
     /// `access_log`; `None` when there is none.
     pub access_log: Option<Arc<AccessLogs>>,
+    /// What our HTTP/1 codec needs of the fields above, made once: every connection shares
+    /// it rather than keeping a copy (issue 5's memory per idle connection).
+    pub http1: Arc<crate::http1::server::Options>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,6 +389,20 @@ fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
         .as_ref()
         .and_then(|o| o.idle_timeout.as_ref())
         .map(duration);
+    let server_name = if h.server_name.is_empty() {
+        "envoy".to_string()
+    } else {
+        h.server_name.clone()
+    };
+    // Envoy's default connection idle timeout is 1 hour.
+    let idle_timeout = idle_timeout
+        .or(Some(Duration::from_secs(3600)))
+        .filter(|d| !d.is_zero());
+    let http1 = Arc::new(crate::http::http1_options(
+        &server_name,
+        idle_timeout,
+        websocket,
+    ));
     Ok(HttpManager {
         stat_prefix: h.stat_prefix.clone(),
         codec,
@@ -395,17 +412,11 @@ fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
         skip_xff_append: h.skip_xff_append,
         generate_request_id: h.generate_request_id.as_ref().is_none_or(|b| b.value),
         websocket,
-        server_name: if h.server_name.is_empty() {
-            "envoy".to_string()
-        } else {
-            h.server_name.clone()
-        },
-        // Envoy's default connection idle timeout is 1 hour.
-        idle_timeout: idle_timeout
-            .or(Some(Duration::from_secs(3600)))
-            .filter(|d| !d.is_zero()),
+        server_name,
+        idle_timeout,
         rds_fetch_timeout,
         access_log: access_logs(&h.access_log)?,
+        http1,
     })
 }
 

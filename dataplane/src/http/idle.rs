@@ -75,11 +75,8 @@ pub struct Tracked {
 }
 
 impl Tracked {
-    pub fn new(inner: ProxyBody, guard: InFlight) -> Self {
-        Tracked {
-            inner,
-            guard: Some(guard),
-        }
+    pub fn new(inner: ProxyBody, guard: Option<InFlight>) -> Self {
+        Tracked { inner, guard }
     }
 }
 

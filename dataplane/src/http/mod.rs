@@ -10,6 +10,7 @@ pub mod route;
 pub mod router;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -46,65 +47,98 @@ pub struct Downstream {
     pub tls: Option<Arc<TlsInfo>>,
 }
 
-/// Serves one downstream connection until it closes, or until `drain` turns true (its
-/// listener was removed or replaced): then it drains as Envoy does (HTTP/1.1 closes after
-/// the response in flight, HTTP/2 sends GOAWAY and finishes open streams) and is closed at
-/// [`DRAIN_DEADLINE`] at the latest.
+/// Starts serving one downstream connection: it is served until it closes, or until `drain`
+/// turns true (its listener was removed or replaced): then it drains as Envoy does (HTTP/1.1
+/// closes after the response in flight, HTTP/2 sends GOAWAY and finishes open streams) and is
+/// closed at [`DRAIN_DEADLINE`] at the latest.
 ///
 /// Over TLS, the protocol is the one ALPN negotiated (`h2` or `http/1.1`), as Envoy's AUTO
 /// codec does; without ALPN, AUTO looks for the HTTP/2 preface. HTTP/1 is served by our own
 /// codec ([`crate::http1`]), HTTP/2 by hyper.
-pub async fn serve_connection<S>(
+///
+/// This returns once the protocol is known (after sniffing, if any): the connection is then
+/// served by a task of its own, spawned here, whose future is the protocol's server alone.
+/// tokio allocates a task with room for its future's largest state, and an async fn keeps its
+/// arguments beside the future it awaits, so serving from inside this function's (or the
+/// accept path's) future would add their state to every idle keep-alive connection.
+// An async fn would keep its arguments twice: see the comment in the body.
+#[allow(clippy::manual_async_fn)]
+pub fn start_connection<S>(
     mut stream: S,
     downstream: Downstream,
     hcm: Arc<HttpManager>,
     runtime: Arc<Runtime>,
     mut drain: watch::Receiver<bool>,
-) where
+) -> impl Future<Output = ()>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let alpn = downstream.tls.as_ref().and_then(|t| t.alpn.as_deref());
-    let (h2, read) = match (hcm.codec, alpn) {
-        (Codec::Http1, _) | (Codec::Auto, Some(b"http/1.1")) => (false, BytesMut::new()),
-        (Codec::Http2, _) | (Codec::Auto, Some(b"h2")) => (true, BytesMut::new()),
-        (Codec::Auto, _) => match sniff(&mut stream, hcm.idle_timeout, &mut drain).await {
-            Some(sniffed) => sniffed,
-            None => return,
-        },
-    };
-    if h2 {
-        let stream = crate::tls::rewind::Rewind::new(read.to_vec(), stream);
-        return Box::pin(serve_h2(stream, downstream, hcm, runtime, drain)).await;
+    // Not an async fn, which would keep its arguments twice (see http1::server::serve).
+    async move {
+        let alpn = downstream.tls.as_ref().and_then(|t| t.alpn.as_deref());
+        let (h2, read) = match (hcm.codec, alpn) {
+            (Codec::Http1, _) | (Codec::Auto, Some(b"http/1.1")) => (false, BytesMut::new()),
+            (Codec::Http2, _) | (Codec::Auto, Some(b"h2")) => (true, BytesMut::new()),
+            (Codec::Auto, _) => match sniff(&mut stream, hcm.idle_timeout, &mut drain).await {
+                Some(sniffed) => sniffed,
+                None => return,
+            },
+        };
+        if h2 {
+            let stream = crate::tls::rewind::Rewind::new(read.to_vec(), stream);
+            tokio::spawn(serve_h2(stream, downstream, hcm, runtime, drain));
+        } else {
+            tokio::spawn(serve_http1(stream, read, downstream, hcm, runtime, drain));
+        }
     }
-    let opts = crate::http1::server::Options {
-        header_timeout: HEADER_TIMEOUT,
-        idle_timeout: hcm.idle_timeout,
-        drain_deadline: DRAIN_DEADLINE,
-        server_name: HeaderValue::from_str(&hcm.server_name).ok(),
-        upgrades: hcm.websocket,
-    };
-    let activity = idle::Activity::new();
+}
+
+/// HTTP/1 on our codec. Not an async fn: the future returned is the codec's own, which owns
+/// everything the connection keeps (see [`start_connection`]).
+pub fn serve_http1<S>(
+    stream: S,
+    read: BytesMut,
+    downstream: Downstream,
+    hcm: Arc<HttpManager>,
+    runtime: Arc<Runtime>,
+    drain: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // The codec's idle timeout starts once no exchange is in flight: no activity to track.
+    let opts = hcm.http1.clone();
     let handler = move |req: Request<Body>| {
-        let in_flight = activity.start();
-        respond(
-            req,
-            hcm.clone(),
-            runtime.clone(),
-            downstream.clone(),
-            in_flight,
-        )
+        respond(req, hcm.clone(), runtime.clone(), downstream.clone(), None)
     };
-    crate::http1::server::serve(stream, read, opts, handler, drain).await;
+    crate::http1::server::serve(stream, read, opts, handler, drain)
+}
+
+/// What our HTTP/1 codec needs of a connection manager, made once per manager (its
+/// connections share it: see [`HttpManager::http1`]).
+pub fn http1_options(
+    server_name: &str,
+    idle_timeout: Option<Duration>,
+    upgrades: bool,
+) -> crate::http1::server::Options {
+    crate::http1::server::Options {
+        header_timeout: HEADER_TIMEOUT,
+        idle_timeout,
+        drain_deadline: DRAIN_DEADLINE,
+        server_name: HeaderValue::from_str(server_name).ok(),
+        upgrades,
+    }
 }
 
 /// One request through the connection manager: refused before routing, or routed. The
-/// response body keeps the request in flight until it is sent.
+/// response body keeps the request in flight (when its connection tracks that) until it is
+/// sent.
 async fn respond(
     req: Request<Body>,
     hcm: Arc<HttpManager>,
     runtime: Arc<Runtime>,
     downstream: Downstream,
-    in_flight: idle::InFlight,
+    in_flight: Option<idle::InFlight>,
 ) -> http::Response<idle::Tracked> {
     let response = match checks::reject(&req, &hcm) {
         Some(refused) => refused,
@@ -171,7 +205,7 @@ async fn serve_h2<S>(
     let idle_timeout = hcm.idle_timeout;
     let tracked = activity.clone();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        let in_flight = tracked.start();
+        let in_flight = Some(tracked.start());
         let req = req.map(|b| b.map_err(Into::into).boxed());
         let response = respond(
             req,
