@@ -1,13 +1,18 @@
 //! In-process backends: each answers every request with 200, its own name as the body and in
 //! `x-backend`, echoes the request's path in `x-path` and its `host` and `x-*` headers as
 //! `x-req-<name>`, and always sends `x-remove-me` (for header removal cases). A path starting
-//! with `/slow` answers after 2 s; a backend named `bad` answers 503.
+//! with `/slow` answers after 2 s; a backend named `bad` answers 503. A path ending with
+//! `/trailers` reads the whole request first: its trailers come back as `x-trailer-<name>`
+//! headers, its length as `x-body-len`, and the response ends with a trailer
+//! `x-resp-trailer: done` (as gRPC's `grpc-status`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
@@ -33,6 +38,9 @@ impl Backend {
                         hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                             let name = name.clone();
                             async move {
+                                if req.uri().path().ends_with("/trailers") {
+                                    return Ok::<_, Infallible>(trailers(&name, req).await);
+                                }
                                 if req.uri().path().starts_with("/slow") {
                                     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                                 }
@@ -48,7 +56,7 @@ impl Backend {
                                     }
                                 }
                                 Ok::<_, Infallible>(
-                                    response.body(Full::new(Bytes::from(name))).unwrap(),
+                                    response.body(Full::new(Bytes::from(name)).boxed()).unwrap(),
                                 )
                             }
                         });
@@ -67,4 +75,29 @@ impl Backend {
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
+}
+
+/// The `/trailers` answer: the request's trailers and length in headers, a response trailer.
+async fn trailers(
+    name: &str,
+    req: Request<hyper::body::Incoming>,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    let mut response = Response::builder().header("x-backend", name);
+    match req.into_body().collect().await {
+        Ok(collected) => {
+            for (k, v) in collected.trailers().into_iter().flatten() {
+                response = response.header(format!("x-trailer-{k}"), v);
+            }
+            response = response.header("x-body-len", collected.to_bytes().len());
+        }
+        Err(e) => response = response.header("x-body-error", e.to_string()),
+    }
+    let mut end = http::HeaderMap::new();
+    end.insert("x-resp-trailer", http::HeaderValue::from_static("done"));
+    let frames = [
+        Ok::<_, Infallible>(Frame::data(Bytes::from(name.to_string()))),
+        Ok(Frame::trailers(end)),
+    ];
+    let body = StreamBody::new(tokio_stream::iter(frames));
+    response.body(BodyExt::boxed(body)).unwrap()
 }

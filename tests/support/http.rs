@@ -62,7 +62,8 @@ pub async fn send(
         .flatten()
 }
 
-fn parse(raw: &[u8]) -> Option<Reply> {
+/// A whole HTTP/1.1 response as read up to the connection's close.
+pub fn parse(raw: &[u8]) -> Option<Reply> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let mut lines = head.split("\r\n");

@@ -67,6 +67,16 @@ pub struct RequestHead {
 /// Parses a request head from the start of `buf`: `Ok(None)` when more bytes are needed.
 /// On success the head's bytes are split off `buf`.
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
+    let len = buf.len();
+    match parse_request_head(buf) {
+        // httparse refuses obs-fold in requests, Envoy 1.40 accepts it: refused before the
+        // head was split off (so not by a later check), joined, parsed again.
+        Err(HeadError::Bad) if buf.len() == len && unfold(buf) => parse_request_head(buf),
+        parsed => parsed,
+    }
+}
+
+fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let parsed = req.parse_with_uninit_headers(&buf[..], &mut slots);
@@ -110,6 +120,47 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         keep_alive,
         expect_continue,
     }))
+}
+
+/// Joins the obs-fold continuation lines (RFC 9112 section 5.2) of the head at the start of
+/// `buf`, in place: the line break before a line starting with a space or a tab is removed and
+/// the whitespace kept, as Envoy 1.40 forwards them (`a CRLF SP b` is `a b`). Only the header
+/// section (after the request line, up to the empty line) is looked at; true when something
+/// was joined.
+fn unfold(buf: &mut BytesMut) -> bool {
+    let limit = buf.len().min(MAX_HEAD + 1);
+    let Some(first) = buf[..limit].iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let (mut read, mut write) = (first + 1, first + 1);
+    while read < limit {
+        let at_break = match buf[read] {
+            b'\n' => Some(1),
+            b'\r' if buf.get(read + 1) == Some(&b'\n') => Some(2),
+            _ => None,
+        };
+        if let Some(n) = at_break {
+            match buf.get(read + n) {
+                Some(b' ' | b'\t') => {
+                    read += n;
+                    continue;
+                }
+                // The empty line ending the head, or not known yet.
+                Some(b'\r' | b'\n') | None => break,
+                Some(_) => {}
+            }
+        }
+        buf[write] = buf[read];
+        read += 1;
+        write += 1;
+    }
+    if read == write {
+        return false;
+    }
+    let len = buf.len();
+    buf.copy_within(read..len, write);
+    buf.truncate(len - (read - write));
+    true
 }
 
 /// The length of a parsed head; `None` when more bytes are needed. Over [`MAX_HEAD`] bytes or

@@ -163,6 +163,24 @@ fn response_framing_follows_rfc_9112() {
     assert_eq!(folded.parts.headers["x-a"], "b   c");
 }
 
+#[test]
+fn request_obs_fold_is_joined_as_envoy_joins_it() {
+    let mut buf = BytesMut::from(
+        &b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n  c\r\n\td\r\nX-B: e\r\n\r\nGET /next HTTP/1.1\r\n x"[..],
+    );
+    let head = codec::parse_request(&mut buf).unwrap().unwrap();
+    assert_eq!(head.parts.headers["x-a"], "b  c\td");
+    assert_eq!(head.parts.headers["x-b"], "e");
+    // What follows the head (a pipelined request) is left as it was.
+    assert_eq!(&buf[..], b"GET /next HTTP/1.1\r\n x");
+    // A head not complete yet: joined so far, more is needed.
+    let mut partial = BytesMut::from(&b"GET / HTTP/1.1\r\nX-A: b\r\n c\r\n"[..]);
+    assert!(codec::parse_request(&mut partial).unwrap().is_none());
+    // A request line cannot be continued.
+    let mut first = BytesMut::from(&b"GET / HTTP/1.1\r\n X-A: b\r\n\r\n"[..]);
+    assert_eq!(codec::parse_request(&mut first).unwrap_err(), HeadError::Bad);
+}
+
 /// A server on a loopback port answering with `handle`; the port.
 async fn serve_with<F, Fut>(opts: Options, handle: F) -> (u16, watch::Sender<bool>)
 where
