@@ -82,7 +82,7 @@ pub async fn request(connector: &Connector, req: Request<Body>) -> Result<Respon
         let mut out = take_buffer();
         write_head(&mut out, &parts, framing);
         match exchange(&mut conn, out, &mut body, framing, head_request).await {
-            Ok(head) => return Ok(respond(connector, conn, head, asks_upgrade)),
+            Ok((head, rest)) => return Ok(respond(connector, conn, head, rest, asks_upgrade)),
             Err(Failed { error, retry }) => {
                 if retry && conn.reused && !fresh_only && body.is_some() {
                     tracing::debug!(error = ?error, "reused upstream connection failed: once more on a new one");
@@ -101,20 +101,29 @@ struct Failed {
     retry: bool,
 }
 
+/// The request body still being written when the response head arrived.
+type Unsent = Option<BodyWriter<Body>>;
+
 /// Writes the request and reads the response head. The body is taken only once writing it
 /// starts; until then a failure leaves it in `body` for another try.
+///
+/// The response is read while the body is written: an upstream may answer before it read
+/// the whole body (a 413, an early 200), and may close its side at once. Its answer is the
+/// response, as Envoy forwards it; what is left of the body goes with it (see
+/// [`UpstreamBody`]).
 async fn exchange(
     conn: &mut Conn,
     out: Vec<u8>,
     body: &mut Option<Body>,
     framing: Out,
     head_request: bool,
-) -> Result<ResponseHead, Failed> {
+) -> Result<(ResponseHead, Unsent), Failed> {
     let reset = |e: std::io::Error, retry| Failed {
         error: Error::Reset(format!("connection error: {e}")),
         retry,
     };
-    let written = if framing == Out::None {
+    let mut writer = None;
+    if framing == Out::None {
         let mut at = 0;
         let r = poll_fn(|cx| super::io::poll_write_all(&mut conn.io, &out, &mut at, cx)).await;
         let r = match r {
@@ -122,7 +131,7 @@ async fn exchange(
             Err(e) => Err(e),
         };
         give_buffer(out);
-        r.map_err(|e| reset(e, true))
+        r.map_err(|e| reset(e, true))?;
     } else {
         let Some(b) = body.take() else {
             return Err(Failed {
@@ -130,52 +139,71 @@ async fn exchange(
                 retry: false,
             });
         };
-        let mut writer = BodyWriter::new(b, framing, out);
-        let r = poll_fn(|cx| writer.poll_write(&mut conn.io, cx)).await;
-        give_buffer(writer.into_buffer());
-        match r {
-            Ok(()) => Ok(()),
-            Err(WriteError::Io(e)) => Err(reset(e, false)),
-            Err(WriteError::Body(e)) => Err(Failed {
-                error: Error::Reset(format!("request body: {e}")),
-                retry: false,
-            }),
-        }
-    };
-    written?;
-    let mut got_bytes = false;
-    loop {
-        if !conn.buf.is_empty() {
-            got_bytes = true;
-            match codec::parse_response(&mut conn.buf, head_request) {
-                // Interim responses (100 Continue...) are not forwarded; 101 is final.
-                Ok(Some(head))
-                    if head.parts.status.is_informational()
-                        && head.parts.status != StatusCode::SWITCHING_PROTOCOLS =>
-                {
-                    continue;
-                }
-                Ok(Some(head)) => return Ok(head),
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(Failed {
-                        error: Error::Protocol(format!("invalid HTTP/1 response head: {e:?}")),
-                        retry: false,
-                    });
-                }
-            }
-        }
-        match poll_fn(|cx| poll_read_buf(&mut conn.io, &mut conn.buf, 0, cx)).await {
-            Ok(0) => {
-                return Err(Failed {
-                    error: Error::Reset("connection closed before a response".into()),
-                    retry: !got_bytes,
-                });
-            }
-            Ok(_) => {}
-            Err(e) => return Err(reset(e, !got_bytes)),
-        }
+        writer = Some(BodyWriter::new(b, framing, out));
     }
+    // A write that failed (the upstream closed its side): its answer may still be readable.
+    let mut write_failed = None;
+    let mut got_bytes = false;
+    let head = poll_fn(|cx| {
+        if let Some(w) = &mut writer {
+            match w.poll_write(&mut conn.io, cx) {
+                Poll::Ready(Ok(())) => {
+                    if let Some(w) = writer.take() {
+                        give_buffer(w.into_buffer());
+                    }
+                }
+                Poll::Ready(Err(WriteError::Io(e))) => {
+                    writer = None;
+                    write_failed = Some(e);
+                }
+                Poll::Ready(Err(WriteError::Body(e))) => {
+                    return Poll::Ready(Err(Failed {
+                        error: Error::Reset(format!("request body: {e}")),
+                        retry: false,
+                    }));
+                }
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            if !conn.buf.is_empty() {
+                got_bytes = true;
+                match codec::parse_response(&mut conn.buf, head_request) {
+                    // Interim responses (100 Continue...) are not forwarded; 101 is final.
+                    Ok(Some(head))
+                        if head.parts.status.is_informational()
+                            && head.parts.status != StatusCode::SWITCHING_PROTOCOLS =>
+                    {
+                        continue;
+                    }
+                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        return Poll::Ready(Err(Failed {
+                            error: Error::Protocol(format!("invalid HTTP/1 response head: {e:?}")),
+                            retry: false,
+                        }));
+                    }
+                }
+            }
+            let retry = !got_bytes && framing == Out::None;
+            match poll_read_buf(&mut conn.io, &mut conn.buf, 0, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(n)) if n > 0 => {}
+                Poll::Ready(read) => {
+                    return Poll::Ready(Err(match (write_failed.take(), read) {
+                        (Some(e), _) | (None, Err(e)) => reset(e, retry),
+                        (None, Ok(_)) => Failed {
+                            error: Error::Reset("connection closed before a response".into()),
+                            retry,
+                        },
+                    }));
+                }
+            }
+        }
+    })
+    .await?;
+    Ok((head, writer))
 }
 
 /// The response, its body reading the connection; the connection goes back to the pool at
@@ -184,6 +212,7 @@ fn respond(
     connector: &Connector,
     conn: Conn,
     head: ResponseHead,
+    unsent: Unsent,
     asks_upgrade: bool,
 ) -> Response<Body> {
     let ResponseHead {
@@ -201,7 +230,8 @@ fn respond(
         return Response::from_parts(parts, empty());
     }
     if framing == Framing::Empty {
-        if keep_alive {
+        // A request not sent whole leaves the connection in the middle of a message.
+        if keep_alive && unsent.is_none() {
             connector.release(conn);
         }
         return Response::from_parts(parts, empty());
@@ -211,6 +241,7 @@ fn respond(
         decoder: Decoder::new(framing),
         keep_alive,
         connector: connector.clone(),
+        unsent,
     };
     Response::from_parts(parts, body.boxed())
 }
@@ -274,20 +305,47 @@ fn write_head(out: &mut Vec<u8>, parts: &http::request::Parts, framing: Out) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// A response body read from its connection as it is polled.
+/// A response body read from its connection as it is polled; the rest of a request body
+/// the upstream answered early is written meanwhile (an upstream may stream its answer as it
+/// reads), and dropped once the response ended: that request was cut short, as Envoy resets
+/// the upstream stream of a finished response.
 struct UpstreamBody {
     conn: Option<Conn>,
     decoder: Decoder,
     keep_alive: bool,
     connector: Connector,
+    unsent: Unsent,
 }
 
 impl UpstreamBody {
     fn end(&mut self) {
         if let Some(conn) = self.conn.take()
             && self.keep_alive
+            && self.unsent.is_none()
         {
             self.connector.release(conn);
+        }
+        self.unsent = None;
+    }
+
+    /// Writes what there is of the request body; a failure stops it (the upstream stopped
+    /// reading) and the connection is not reused.
+    fn poll_unsent(&mut self, cx: &mut Context<'_>) {
+        let (Some(w), Some(conn)) = (&mut self.unsent, &mut self.conn) else {
+            return;
+        };
+        match w.poll_write(&mut conn.io, cx) {
+            Poll::Pending => {}
+            Poll::Ready(Ok(())) => {
+                if let Some(w) = self.unsent.take() {
+                    give_buffer(w.into_buffer());
+                }
+            }
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = ?e, "request body after an early response: not sent whole");
+                self.unsent = None;
+                self.keep_alive = false;
+            }
         }
     }
 }
@@ -301,6 +359,7 @@ impl hyper::body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        this.poll_unsent(cx);
         loop {
             let Some(conn) = &mut this.conn else {
                 return Poll::Ready(None);

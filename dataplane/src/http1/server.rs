@@ -154,14 +154,6 @@ impl Pump {
         self.decoder.is_done() && !self.abandoned && !self.failed
     }
 
-    /// The request body will never be read to its end (the handler dropped it, or it was
-    /// malformed): the connection cannot carry another request.
-    fn given_up(&self) -> bool {
-        self.abandoned
-            || self.failed
-            || (!self.decoder.is_done() && self.sender.as_ref().is_some_and(Sender::is_dropped))
-    }
-
     fn poll<S: AsyncRead + Unpin>(
         &mut self,
         io: &mut S,
@@ -317,12 +309,14 @@ where
             Err(_) => Next::Close,
         };
     }
-    // A request body still streaming is fine (an upstream may answer first); one that will
-    // never be read to its end means closing, said in the head as Envoy does.
+    // A response before the whole request body was read (an upstream that answered first)
+    // ends the connection, said in the head, as Envoy does: its HTTP/1 connection manager
+    // closes when a response starts before the request is complete (the body keeps flowing
+    // meanwhile, for an upstream that streams its answer as it reads).
     let close = !keep_alive
         || version != Version::HTTP_11
         || *drain.borrow()
-        || pump.given_up()
+        || !pump.complete()
         || !codec::keep_alive(&rparts.headers, Version::HTTP_11);
     let mut out = take_buffer();
     codec::write_status_line(&mut out, status);
