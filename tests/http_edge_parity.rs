@@ -46,6 +46,7 @@ struct Upstreams {
 fn bootstrap(port: u16, u: &Upstreams) -> String {
     let routes = r#"{ match: { prefix: "/early-close" }, route: { cluster: early_close } },
         { match: { prefix: "/early-open" }, route: { cluster: early_open } },
+        { match: { prefix: "/h2/retry/" }, route: { cluster: h2, retry_policy: { retry_on: 5xx, num_retries: 1 } } },
         { match: { prefix: "/h2/" }, route: { cluster: h2 } },
         { match: { prefix: "/" }, route: { cluster: h1 } }"#;
     format!(
@@ -203,9 +204,9 @@ async fn h1_trailers(addr: &str, path: &str) -> Seen {
     )
 }
 
-/// An HTTP/2 (prior knowledge) POST of `hello` with request trailers; the response's
-/// trailers are read too.
-async fn h2_trailers(addr: &str, path: &str) -> Seen {
+/// An HTTP/2 (prior knowledge) POST of `hello` with request trailers, with its
+/// `content-length` or not; the response's trailers are read too.
+async fn h2_trailers(addr: &str, path: &str, length: bool) -> Seen {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
@@ -219,7 +220,11 @@ async fn h2_trailers(addr: &str, path: &str) -> Seen {
         Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"hello"))),
         Ok(Frame::trailers(t)),
     ];
-    let req = ::http::Request::post(format!("http://edge{path}"))
+    let mut req = ::http::Request::post(format!("http://edge{path}"));
+    if length {
+        req = req.header("content-length", "5");
+    }
+    let req = req
         .body(StreamBody::new(tokio_stream::iter(frames)))
         .unwrap();
     let run = async {
@@ -295,15 +300,18 @@ async fn edge_cases_match_envoy() {
     // Trailers, each way.
     let mut envoy_h2_to_h2 = Seen::new();
     for (name, path, h2) in [
-        ("h1 -> h1", "/trailers", false),
-        ("h1 -> h2", "/h2/trailers", false),
-        ("h2 -> h1", "/trailers", true),
-        ("h2 -> h2", "/h2/trailers", true),
+        ("h1 -> h1", "/trailers", None),
+        ("h1 -> h2", "/h2/trailers", None),
+        ("h2 -> h1", "/trailers", Some(false)),
+        ("h2 -> h2", "/h2/trailers", Some(false)),
+        ("h2 -> h2 with a length", "/h2/trailers", Some(true)),
+        // The body is kept for retries, and its trailers with it.
+        ("h2 -> h2, retry policy", "/h2/retry/trailers", Some(true)),
     ] {
-        let (e, o) = if h2 {
+        let (e, o) = if let Some(length) = h2 {
             (
-                h2_trailers(envoy, path).await,
-                h2_trailers(ours, path).await,
+                h2_trailers(envoy, path, length).await,
+                h2_trailers(ours, path, length).await,
             )
         } else {
             (
@@ -312,7 +320,7 @@ async fn edge_cases_match_envoy() {
             )
         };
         println!("trailers {name}: Envoy {e:?}, ours {o:?}");
-        if name == "h2 -> h2" {
+        if name.starts_with("h2 -> h2") {
             envoy_h2_to_h2 = e.clone();
         }
         if e != o {

@@ -332,12 +332,14 @@ async fn forward(
             .collect()
             .await
             .map_err(|e| ProxyError::BadRequest(format!("downstream body: {e}")))?;
+        // Its trailers (HTTP/2) are kept and sent again with every try, as Envoy's router does.
+        let trailers = collected.trailers().cloned();
         let bytes = collected.to_bytes();
         if let Some(e) = log {
             e.bytes_received = bytes.len() as u64;
             e.request_end = Some(e.elapsed());
         }
-        (Some(bytes), None)
+        (Some((bytes, trailers)), None)
     } else {
         (None, Some(body))
     };
@@ -382,7 +384,11 @@ async fn forward(
         let mut upstream = Request::from_parts(
             head,
             match &buffered {
-                Some(b) => full(b.clone()),
+                Some((b, None)) => full(b.clone()),
+                Some((b, Some(t))) => Full::new(b.clone())
+                    .map_err(|never| match never {})
+                    .with_trailers(std::future::ready(Some(Ok(t.clone()))))
+                    .boxed(),
                 None => body
                     .take()
                     .unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed()),

@@ -178,7 +178,10 @@ fn request_obs_fold_is_joined_as_envoy_joins_it() {
     assert!(codec::parse_request(&mut partial).unwrap().is_none());
     // A request line cannot be continued.
     let mut first = BytesMut::from(&b"GET / HTTP/1.1\r\n X-A: b\r\n\r\n"[..]);
-    assert_eq!(codec::parse_request(&mut first).unwrap_err(), HeadError::Bad);
+    assert_eq!(
+        codec::parse_request(&mut first).unwrap_err(),
+        HeadError::Bad
+    );
 }
 
 /// A server on a loopback port answering with `handle`; the port.
