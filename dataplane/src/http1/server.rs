@@ -154,6 +154,24 @@ impl Pump {
         self.decoder.is_done() && !self.abandoned && !self.failed
     }
 
+    /// The request body was read whole, or the rest of it is already in `buf`: Envoy's codec
+    /// parses all it has read at once, so for it such a request is complete when the
+    /// response starts (a handler streaming the body back answers before our pump caught up).
+    fn read_or_buffered(&self, buf: &BytesMut) -> bool {
+        if self.abandoned || self.failed || self.sender.as_ref().is_some_and(Sender::is_dropped) {
+            return false;
+        }
+        let mut decoder = self.decoder;
+        let mut rest = buf.clone();
+        loop {
+            match decoder.decode(&mut rest) {
+                Ok(Decoded::End) => return true,
+                Ok(Decoded::Data(_)) => {}
+                Ok(Decoded::NeedMore) | Err(_) => return false,
+            }
+        }
+    }
+
     fn poll<S: AsyncRead + Unpin>(
         &mut self,
         io: &mut S,
@@ -316,7 +334,7 @@ where
     let close = !keep_alive
         || version != Version::HTTP_11
         || *drain.borrow()
-        || !pump.complete()
+        || !pump.read_or_buffered(buf)
         || !codec::keep_alive(&rparts.headers, Version::HTTP_11);
     let mut out = take_buffer();
     codec::write_status_line(&mut out, status);
