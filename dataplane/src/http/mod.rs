@@ -127,6 +127,7 @@ pub fn http1_options(
         drain_deadline: DRAIN_DEADLINE,
         server_name: HeaderValue::from_str(server_name).ok(),
         upgrades,
+        refused: None,
     }
 }
 

@@ -19,6 +19,7 @@ use crate::config::listener::{HttpManager, RouteSource};
 use crate::config::route::{
     Action, ClusterTarget, Forward, Redirect, RetryPolicy, Route, RouteTable, VirtualHost,
 };
+use crate::http1::server::BodyRefusal;
 use crate::http1::upgrade::OnUpgrade;
 use crate::observe::access_log::body::{Counted, Pending};
 use crate::observe::access_log::entry::Probe;
@@ -41,7 +42,8 @@ pub async fn handle(
     let Some(logs) = &hcm.access_log else {
         return respond(req, downstream, hcm, runtime, &mut None).await;
     };
-    let mut pending = Pending::new(Entry::new(downstream.clone()), logs.clone());
+    let body_refusal = req.extensions().get::<BodyRefusal>().cloned();
+    let mut pending = Pending::new(Entry::new(downstream.clone()), logs.clone(), body_refusal);
     let response = respond(req, downstream, hcm, runtime, &mut pending.entry).await;
     pending.respond(response)
 }

@@ -27,17 +27,23 @@ pub enum Framing {
     Close,
 }
 
-/// Why a head was refused, and so the status Envoy answers with (checked against Envoy 1.40
-/// on the wire: every malformed request is a 400 "Bad Request" and a close, except the ones
-/// below).
+/// Why a head was refused, and so the status Envoy answers with and the
+/// `%RESPONSE_CODE_DETAILS%` it logs (checked against Envoy 1.40 on the wire and in its access
+/// log: every malformed request is a 400 "Bad Request" and a close, except the ones below).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadError {
     /// Malformed: 400.
     Bad,
+    /// A control byte in a header value: 400.
+    InvalidCharacters,
+    /// Both `Transfer-Encoding` and `Content-Length`: 400.
+    ChunkedAndLength,
     /// A version other than HTTP/1.0 or 1.1 (`HTTP/1.2`, `HTTP/2.0`): 426.
     Version,
-    /// Over [`MAX_HEAD`] bytes or [`MAX_HEADERS`] fields: 431.
+    /// Over [`MAX_HEAD`] bytes: 431.
     TooLarge,
+    /// Over [`MAX_HEADERS`] fields: 431.
+    TooManyHeaders,
     /// A transfer coding other than one `chunked`: 501.
     NotImplemented,
 }
@@ -45,13 +51,33 @@ pub enum HeadError {
 impl HeadError {
     pub fn status(self) -> StatusCode {
         match self {
-            HeadError::Bad => StatusCode::BAD_REQUEST,
+            HeadError::Bad | HeadError::InvalidCharacters | HeadError::ChunkedAndLength => {
+                StatusCode::BAD_REQUEST
+            }
             HeadError::Version => StatusCode::UPGRADE_REQUIRED,
-            HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            HeadError::TooLarge | HeadError::TooManyHeaders => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
             HeadError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
+
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` for it.
+    pub fn details(self) -> &'static str {
+        match self {
+            HeadError::Bad => CODEC_ERROR,
+            HeadError::InvalidCharacters => "http1.invalid_characters",
+            HeadError::ChunkedAndLength => "http1.content_length_and_chunked_not_allowed",
+            HeadError::Version => "low_version",
+            HeadError::TooLarge => "http1.headers_too_large",
+            HeadError::TooManyHeaders => "http1.too_many_headers",
+            HeadError::NotImplemented => "http1.invalid_transfer_encoding",
+        }
+    }
 }
+
+/// Envoy's details of a malformed HTTP/1 message (a head, or a chunked body).
+pub const CODEC_ERROR: &str = "http1.codec_error";
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -71,7 +97,9 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     match parse_request_head(buf) {
         // httparse refuses obs-fold in requests, Envoy 1.40 accepts it: refused before the
         // head was split off (so not by a later check), joined, parsed again.
-        Err(HeadError::Bad) if buf.len() == len && unfold(buf) => parse_request_head(buf),
+        Err(HeadError::Bad | HeadError::InvalidCharacters) if buf.len() == len && unfold(buf) => {
+            parse_request_head(buf)
+        }
         parsed => parsed,
     }
 }
@@ -171,7 +199,8 @@ fn head_length(parsed: httparse::Result<usize>, buf: &[u8]) -> Result<Option<usi
         Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => Ok(None),
-        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
+        Err(httparse::Error::HeaderValue) => Err(HeadError::InvalidCharacters),
         Err(httparse::Error::Version) => Err(version_error(buf)),
         Err(_) => Err(HeadError::Bad),
     }
@@ -257,7 +286,7 @@ fn request_framing(headers: &HeaderMap) -> Result<Framing, HeadError> {
         (Some(_), Some(_)) => return Err(HeadError::Bad),
     };
     match (te, length) {
-        (Some(_), Some(_)) => Err(HeadError::Bad),
+        (Some(_), Some(_)) => Err(HeadError::ChunkedAndLength),
         (Some(te), None)
             if headers.get_all(header::TRANSFER_ENCODING).iter().count() == 1
                 && te.as_bytes().eq_ignore_ascii_case(b"chunked") =>

@@ -9,6 +9,7 @@
 use std::borrow::Borrow;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -42,6 +43,40 @@ pub struct Options {
     pub server_name: Option<HeaderValue>,
     /// Upgrades (`Connection: upgrade`) may be answered with 101 and spliced.
     pub upgrades: bool,
+    /// Told of every reply the codec makes itself (for the access log, as Envoy logs them).
+    pub refused: Option<OnRefusal>,
+}
+
+/// A reply the codec made itself: a request it refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` for it.
+    pub details: &'static str,
+    /// The reply's body length (`%BYTES_SENT%`).
+    pub body_bytes: u64,
+}
+
+/// Called with each refusal of a request head (no request reached the handler).
+#[derive(Clone)]
+pub struct OnRefusal(pub Arc<dyn Fn(Refusal) + Send + Sync>);
+
+impl std::fmt::Debug for OnRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnRefusal")
+    }
+}
+
+/// In a request's extensions (when refusals are logged): set when its body turned out
+/// malformed, so the codec answered 400 and dropped the handler. Its access log entry then
+/// says that (Envoy's `DPE`, `http1.codec_error`), not a client that went away.
+#[derive(Debug, Clone, Default)]
+pub struct BodyRefusal(Arc<OnceLock<Refusal>>);
+
+impl BodyRefusal {
+    pub fn get(&self) -> Option<Refusal> {
+        self.0.get().copied()
+    }
 }
 
 /// What to do after an exchange.
@@ -238,7 +273,11 @@ where
         Ok(None) => return Next::Close,
         Err(e) => {
             tracing::debug!(error = ?e, "malformed request head");
-            return reply_error(io, e.status(), opts).await;
+            let (next, refusal) = reply_error(io, e.status(), e.details(), opts).await;
+            if let Some(on) = &opts.refused {
+                (on.0)(refusal);
+            }
+            return next;
         }
     };
     let RequestHead {
@@ -275,6 +314,11 @@ where
         parts.extensions.insert(on);
         upgrade = Some(pending);
     }
+    let body_refusal = (opts.refused.is_some() && sender.is_some()).then(|| {
+        let slot = BodyRefusal::default();
+        parts.extensions.insert(slot.clone());
+        slot
+    });
     let mut pump = Pump {
         sender,
         decoder: Decoder::new(framing),
@@ -307,7 +351,15 @@ where
     .await;
     let response = match response {
         Ok(r) => r,
-        Err(PumpError::Malformed) => return reply_error(io, StatusCode::BAD_REQUEST, opts).await,
+        Err(PumpError::Malformed) => {
+            let (next, refusal) =
+                reply_error(io, StatusCode::BAD_REQUEST, codec::CODEC_ERROR, opts).await;
+            // Before the handler is dropped (its entry is logged then).
+            if let Some(slot) = &body_refusal {
+                let _ = slot.0.set(refusal);
+            }
+            return next;
+        }
         Err(PumpError::Closed) => return Next::Close,
     };
     let (rparts, rbody) = response.into_parts();
@@ -449,8 +501,9 @@ fn write_head_fields(out: &mut Vec<u8>, headers: &HeaderMap, length: Option<u64>
 async fn reply_error<S: AsyncWrite + Unpin>(
     io: &mut S,
     status: StatusCode,
+    details: &'static str,
     opts: &Options,
-) -> Next {
+) -> (Next, Refusal) {
     let reason = status.canonical_reason().unwrap_or("");
     let mut out = take_buffer();
     codec::write_status_line(&mut out, status);
@@ -468,7 +521,12 @@ async fn reply_error<S: AsyncWrite + Unpin>(
     out.extend_from_slice(reason.as_bytes());
     let _ = write_all(io, &out).await;
     give_buffer(out);
-    Next::Close
+    let refusal = Refusal {
+        status,
+        details,
+        body_bytes: reason.len() as u64,
+    };
+    (Next::Close, refusal)
 }
 
 /// `Connection: upgrade` with an `Upgrade` header.

@@ -32,7 +32,7 @@ fn request_heads_are_refused_as_envoy_refuses_them() {
     let cases: &[(&[u8], HeadError)] = &[
         (
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
-            HeadError::Bad,
+            HeadError::ChunkedAndLength,
         ),
         (
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
@@ -49,7 +49,10 @@ fn request_heads_are_refused_as_envoy_refuses_them() {
         (b"POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\n", HeadError::Bad),
         (b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n", HeadError::Bad),
         (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", HeadError::Version),
-        (b"GET / HTTP/1.1\r\nX-A: b\x01c\r\n\r\n", HeadError::Bad),
+        (
+            b"GET / HTTP/1.1\r\nX-A: b\x01c\r\n\r\n",
+            HeadError::InvalidCharacters,
+        ),
         (b"GET / HTTP/1.1\r\nX A: b\r\n\r\n", HeadError::Bad),
         (b"G(T / HTTP/1.1\r\n\r\n", HeadError::Bad),
         (b"HELLO\r\n\r\n", HeadError::Bad),
@@ -68,7 +71,7 @@ fn request_heads_are_refused_as_envoy_refuses_them() {
     .concat();
     assert_eq!(
         codec::parse_request(&mut BytesMut::from(&many[..])).map(|_| ()),
-        Err(HeadError::TooLarge)
+        Err(HeadError::TooManyHeaders)
     );
     let mut huge = BytesMut::from(&b"GET / HTTP/1.1\r\nx-a: "[..]);
     huge.extend_from_slice(&[b'a'; 70 * 1024]);
@@ -209,6 +212,7 @@ fn options() -> Options {
         drain_deadline: Duration::from_secs(600),
         server_name: Some(http::HeaderValue::from_static("envoy")),
         upgrades: false,
+        refused: None,
     }
 }
 
@@ -259,6 +263,31 @@ fn strip_dates(s: &str) -> String {
         .filter(|l| !l.starts_with("date: "))
         .collect::<Vec<_>>()
         .join("\r\n")
+}
+
+#[tokio::test]
+async fn refusals_are_told_with_envoys_details() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut opts = options();
+    let sink = seen.clone();
+    opts.refused = Some(server::OnRefusal(Arc::new(move |r| {
+        sink.lock().unwrap().push(r)
+    })));
+    let (port, _drain) = serve_with(opts, echo).await;
+    let out = exchange(
+        port,
+        &[b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"],
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 501 Not Implemented\r\n"), "{out}");
+    assert_eq!(
+        seen.lock().unwrap()[..],
+        [server::Refusal {
+            status: StatusCode::NOT_IMPLEMENTED,
+            details: "http1.invalid_transfer_encoding",
+            body_bytes: 15,
+        }]
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::{AccessLogs, BodyCount, Entry};
+use crate::http::Downstream;
+use crate::http1::server::{BodyRefusal, Refusal};
 use crate::upstream::pool::{Body as ProxyBody, BoxError};
 
 /// Records the response's status and headers in the entry and logs it when the body ends.
@@ -33,19 +35,32 @@ pub fn wrap(
     })
 }
 
+/// A request head the HTTP/1 codec refused (no request reached the router): logged as Envoy
+/// logs it, with the reply's status and details, flag DPE, and no request headers.
+pub fn log_refusal(logs: &AccessLogs, downstream: &Downstream, r: Refusal) {
+    let mut e = Entry::new(downstream.clone());
+    // Envoy's codec says HTTP/1.1 whatever the refused head said.
+    e.request.version = Some(http::Version::HTTP_11);
+    e.refused(r);
+    e.finish();
+    logs.emit(&e);
+}
+
 /// The entry of a request still waiting for its response: if the request is dropped before
 /// (the client went away), it is logged then, with flag DC and no response code, as Envoy
-/// logs a downstream disconnect.
+/// logs a downstream disconnect; or, when the codec refused its body, with that reply.
 pub struct Pending {
     pub entry: Option<Box<Entry>>,
     logs: Arc<AccessLogs>,
+    body_refusal: Option<BodyRefusal>,
 }
 
 impl Pending {
-    pub fn new(entry: Entry, logs: Arc<AccessLogs>) -> Pending {
+    pub fn new(entry: Entry, logs: Arc<AccessLogs>, body_refusal: Option<BodyRefusal>) -> Pending {
         Pending {
             entry: Some(Box::new(entry)),
             logs,
+            body_refusal,
         }
     }
 
@@ -61,8 +76,13 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(mut e) = self.entry.take() {
-            e.flags.insert("DC");
-            e.details = Some("downstream_remote_disconnect".into());
+            match self.body_refusal.as_ref().and_then(BodyRefusal::get) {
+                Some(r) => e.refused(r),
+                None => {
+                    e.flags.insert("DC");
+                    e.details = Some("downstream_remote_disconnect".into());
+                }
+            }
             e.finish();
             self.logs.emit(&e);
         }

@@ -217,6 +217,14 @@ impl Entry {
         }
     }
 
+    /// The HTTP/1 codec answered the request itself (Envoy's downstream protocol error).
+    pub fn refused(&mut self, r: crate::http1::server::Refusal) {
+        self.status = Some(r.status.as_u16());
+        self.details = Some(r.details.into());
+        self.flags.insert("DPE");
+        self.bytes_sent = r.body_bytes;
+    }
+
     /// The end of the stream: the duration, and the request body's count if it streamed.
     pub fn finish(&mut self) {
         self.duration = Some(self.elapsed());
