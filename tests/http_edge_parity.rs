@@ -103,6 +103,8 @@ struct Early {
     status: u16,
     body: String,
     connection: Option<String>,
+    /// Envoy measures it from the end of the request: none here.
+    service_time: bool,
     closed: bool,
 }
 
@@ -143,6 +145,7 @@ async fn early(addr: &str, path: &str) -> Early {
         status: reply.status,
         body: reply.text(),
         connection: reply.header("connection").map(str::to_string),
+        service_time: reply.header("x-envoy-upstream-service-time").is_some(),
         closed,
     }
 }

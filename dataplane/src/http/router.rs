@@ -346,15 +346,23 @@ async fn forward(
         (None, Some(body))
     };
     let replayable = buffered.is_some() || body.as_ref().is_some_and(|b| b.is_end_stream());
-    let mut body = body.map(|b| match log {
-        Some(e) if !b.is_end_stream() => {
-            let count = BodyCount::new();
-            e.request_body = Some(count.clone());
-            Counted::new(b, count, e.started)
-                .map_err(Into::into)
-                .boxed()
+    // A streamed body is counted, to know whether it ended when the response came (and for
+    // the access log).
+    let mut streamed = None;
+    let mut body = body.map(|b| {
+        if b.is_end_stream() {
+            return b;
         }
-        _ => b,
+        let count = BodyCount::new();
+        streamed = Some(count.clone());
+        let started = match log {
+            Some(e) => {
+                e.request_body = Some(count.clone());
+                e.started
+            }
+            None => Instant::now(),
+        };
+        Counted::new(b, count, started).map_err(Into::into).boxed()
     });
     let retry = fwd.retry.as_ref().filter(|_| replayable);
     let attempts = retry.map_or(1, |r| r.num_retries + 1);
@@ -461,10 +469,14 @@ async fn forward(
                     &mut rparts.headers,
                     rparts.status == StatusCode::SWITCHING_PROTOCOLS,
                 );
-                rparts.headers.insert(
-                    "x-envoy-upstream-service-time",
-                    HeaderValue::from(sent.elapsed().as_millis() as u64),
-                );
+                // Envoy's router measures it from the end of the request: a response that
+                // came before (an upstream answering early) has none.
+                if streamed.as_ref().is_none_or(|c| c.has_ended()) {
+                    rparts.headers.insert(
+                        "x-envoy-upstream-service-time",
+                        HeaderValue::from(sent.elapsed().as_millis() as u64),
+                    );
+                }
                 if let Some(cookie) = &request_hash.set_cookie
                     && let Ok(v) = HeaderValue::from_str(cookie)
                 {

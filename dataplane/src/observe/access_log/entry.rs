@@ -91,6 +91,11 @@ impl BodyCount {
         })
     }
 
+    /// The body's last byte went through.
+    pub fn has_ended(&self) -> bool {
+        self.end_us.load(Ordering::Relaxed) != u64::MAX
+    }
+
     pub fn ended(&self, at: Duration) {
         self.end_us.store(
             at.as_micros().min(u64::MAX as u128 - 1) as u64,
