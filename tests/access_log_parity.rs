@@ -274,6 +274,12 @@ async fn drive(p: &Proxy, ca: &Ca, client: &pki::Leaf) {
             "{case}: {reply:?}"
         );
     }
+    // A head the client cuts off: Envoy logs a disconnect.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /ok/cut HTTP/1.1\r\nHost: parity.test\r\n")
+        .await
+        .unwrap();
+    drop(s);
     // A client that gives up before the (2 s) answer comes: Envoy logs a downstream
     // disconnect.
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -307,15 +313,15 @@ async fn drive(p: &Proxy, ca: &Ca, client: &pki::Leaf) {
 async fn json_lines(path: &str, count: usize) -> BTreeMap<String, Value> {
     eventually(&format!("{count} log lines in {path}"), || async move {
         let text = std::fs::read_to_string(path).ok()?;
-        let mut refused = 0;
+        let mut cut = 0;
         let lines: BTreeMap<String, Value> = text
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-            .filter(|v| v["listener"] != "http" || !v["case"].is_null() || v["flags"] == "DPE")
+            .filter(|v| v["listener"] != "http" || !v["case"].is_null() || refused(v))
             .map(|v| {
-                let case = if v["case"].is_null() && v["flags"] == "DPE" {
-                    refused += 1;
-                    format!("refused-{refused}")
+                let case = if v["case"].is_null() && refused(&v) {
+                    cut += 1;
+                    format!("refused-{cut}")
                 } else {
                     v["case"].to_string()
                 };
@@ -325,6 +331,11 @@ async fn json_lines(path: &str, count: usize) -> BTreeMap<String, Value> {
         (lines.len() >= count).then_some(lines)
     })
     .await
+}
+
+/// A line of a request the codec refused, or whose head was cut off.
+fn refused(v: &Value) -> bool {
+    v["flags"] == "DPE" || v["flags"] == "DC"
 }
 
 /// The form of a value whose content legitimately differs between two proxies.
@@ -398,7 +409,7 @@ async fn access_logs_match_envoys() {
         .await;
         drive(p, &ca, &client).await;
     }
-    let expected = REQUESTS.len() + 3 + refused_requests().len();
+    let expected = REQUESTS.len() + 4 + refused_requests().len();
     let envoy = json_lines(&envoy_p.json_log, expected).await;
     let ours = json_lines(&ours_p.json_log, expected).await;
     assert_eq!(

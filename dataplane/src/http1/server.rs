@@ -47,14 +47,25 @@ pub struct Options {
     pub refused: Option<OnRefusal>,
 }
 
-/// A reply the codec made itself: a request it refused.
+/// A request the codec ended itself: refused with a reply, or cut off by the client in the
+/// middle of its head (no reply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
-    pub status: StatusCode,
+    /// `None` when the client cut the head off.
+    pub status: Option<StatusCode>,
     /// Envoy's `%RESPONSE_CODE_DETAILS%` for it.
     pub details: &'static str,
     /// The reply's body length (`%BYTES_SENT%`).
     pub body_bytes: u64,
+}
+
+impl Refusal {
+    /// A head the client cut off: Envoy's downstream disconnect.
+    pub const CUT_OFF: Refusal = Refusal {
+        status: None,
+        details: "downstream_remote_disconnect",
+        body_bytes: 0,
+    };
 }
 
 /// Called with each refusal of a request head (no request reached the handler).
@@ -271,7 +282,14 @@ where
     let head = match read_head(io, buf, opts.header_timeout).await {
         Ok(Some(head)) => head,
         Ok(None) => return Next::Close,
-        Err(e) => {
+        Err(HeadEnd::CutOff) => {
+            // Envoy logs a request whose head the client cut off (a disconnect, no reply).
+            if let Some(on) = &opts.refused {
+                (on.0)(Refusal::CUT_OFF);
+            }
+            return Next::Close;
+        }
+        Err(HeadEnd::Refused(e)) => {
             tracing::debug!(error = ?e, "malformed request head");
             let (next, refusal) = reply_error(io, e.status(), e.details(), opts).await;
             if let Some(on) = &opts.refused {
@@ -429,22 +447,31 @@ where
     }
 }
 
+/// Why no request head came but for the header timeout.
+enum HeadEnd {
+    Refused(HeadError),
+    /// The client closed (or reset) the connection in the middle of a head.
+    CutOff,
+}
+
 /// Reads until a whole request head is buffered and parses it; `Ok(None)` when the
 /// connection closed, failed or took longer than `timeout`.
 async fn read_head<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
     timeout: Duration,
-) -> Result<Option<RequestHead>, HeadError> {
+) -> Result<Option<RequestHead>, HeadEnd> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(head) = codec::parse_request(buf)? {
+        if let Some(head) = codec::parse_request(buf).map_err(HeadEnd::Refused)? {
             return Ok(Some(head));
         }
         let read = poll_fn(|cx| poll_read_buf(io, buf, 0, cx));
         match tokio::time::timeout_at(deadline, read).await {
             Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => return Ok(None),
+            // Empty lines before a request are no start of one (RFC 9112 section 2.2).
+            Ok(_) if buf.iter().all(|b| matches!(b, b'\r' | b'\n')) => return Ok(None),
+            Ok(_) => return Err(HeadEnd::CutOff),
             Err(_) => {
                 tracing::debug!("request head not complete within the header timeout: closing");
                 return Ok(None);
@@ -522,7 +549,7 @@ async fn reply_error<S: AsyncWrite + Unpin>(
     let _ = write_all(io, &out).await;
     give_buffer(out);
     let refusal = Refusal {
-        status,
+        status: Some(status),
         details,
         body_bytes: reason.len() as u64,
     };

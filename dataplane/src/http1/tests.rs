@@ -283,11 +283,20 @@ async fn refusals_are_told_with_envoys_details() {
     assert_eq!(
         seen.lock().unwrap()[..],
         [server::Refusal {
-            status: StatusCode::NOT_IMPLEMENTED,
+            status: Some(StatusCode::NOT_IMPLEMENTED),
             details: "http1.invalid_transfer_encoding",
             body_bytes: 15,
         }]
     );
+    // A head the client cuts off.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    drop(s);
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while seen.lock().unwrap().len() < 2 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen.lock().unwrap().get(1), Some(&server::Refusal::CUT_OFF));
 }
 
 #[tokio::test]

@@ -222,11 +222,17 @@ impl Entry {
         }
     }
 
-    /// The HTTP/1 codec answered the request itself (Envoy's downstream protocol error).
+    /// The HTTP/1 codec answered the request itself (Envoy's downstream protocol error), or
+    /// the client cut its head off (a downstream disconnect).
     pub fn refused(&mut self, r: crate::http1::server::Refusal) {
-        self.status = Some(r.status.as_u16());
+        match r.status {
+            Some(status) => {
+                self.status = Some(status.as_u16());
+                self.flags.insert("DPE");
+            }
+            None => self.flags.insert("DC"),
+        }
         self.details = Some(r.details.into());
-        self.flags.insert("DPE");
         self.bytes_sent = r.body_bytes;
     }
 
