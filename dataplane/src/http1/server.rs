@@ -207,6 +207,10 @@ impl Pump {
         if self.abandoned || self.failed || self.sender.as_ref().is_some_and(Sender::is_dropped) {
             return false;
         }
+        if self.decoder.is_done() {
+            return true;
+        }
+        // Rare (a response before the request's end): decoding a copy costs nothing else.
         let mut decoder = self.decoder;
         let mut rest = buf.clone();
         loop {
