@@ -160,7 +160,10 @@ impl Body for RecvBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        // A body of known length ends with its last byte, not once the pump says so: an
+        // upstream may answer right after it, and the request is whole by then (as for
+        // Envoy's codec, which parsed it all).
+        self.done || self.remaining == Some(0)
     }
 
     fn size_hint(&self) -> SizeHint {
