@@ -398,10 +398,12 @@ fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
     let idle_timeout = idle_timeout
         .or(Some(Duration::from_secs(3600)))
         .filter(|d| !d.is_zero());
+    let access_log = access_logs(&h.access_log)?;
     let http1 = Arc::new(crate::http::http1_options(
         &server_name,
         idle_timeout,
         websocket,
+        access_log.is_some(),
     ));
     Ok(HttpManager {
         stat_prefix: h.stat_prefix.clone(),
@@ -415,7 +417,7 @@ fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
         server_name,
         idle_timeout,
         rds_fetch_timeout,
-        access_log: access_logs(&h.access_log)?,
+        access_log,
         http1,
     })
 }

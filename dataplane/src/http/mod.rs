@@ -120,6 +120,7 @@ pub fn http1_options(
     server_name: &str,
     idle_timeout: Option<Duration>,
     upgrades: bool,
+    tell_refusals: bool,
 ) -> crate::http1::server::Options {
     crate::http1::server::Options {
         header_timeout: HEADER_TIMEOUT,
@@ -127,7 +128,7 @@ pub fn http1_options(
         drain_deadline: DRAIN_DEADLINE,
         server_name: HeaderValue::from_str(server_name).ok(),
         upgrades,
-        refused: None,
+        tell_refusals,
     }
 }
 
@@ -141,6 +142,14 @@ async fn respond(
     downstream: Downstream,
     in_flight: Option<idle::InFlight>,
 ) -> http::Response<idle::Tracked> {
+    // A request the HTTP/1 codec ended itself (answered already): only logged.
+    if let Some(r) = req.extensions().get::<crate::http1::server::Refusal>() {
+        if let Some(logs) = &hcm.access_log {
+            crate::observe::access_log::body::log_refusal(logs, &downstream, *r);
+        }
+        let empty = http_body_util::Empty::new().map_err(|never| match never {});
+        return http::Response::new(idle::Tracked::new(empty.boxed(), in_flight));
+    }
     let response = match checks::reject(&req, &hcm) {
         Some(refused) => refused,
         None => router::handle(req, downstream, &hcm, &runtime).await,

@@ -43,8 +43,10 @@ pub struct Options {
     pub server_name: Option<HeaderValue>,
     /// Upgrades (`Connection: upgrade`) may be answered with 101 and spliced.
     pub upgrades: bool,
-    /// Told of every reply the codec makes itself (for the access log, as Envoy logs them).
-    pub refused: Option<OnRefusal>,
+    /// Requests the codec ends itself (a refused or cut-off head) go to the handler too, as
+    /// a request with only a [`Refusal`] in its extensions (for the access log: Envoy's
+    /// connection manager has a stream for them and logs it); its response is dropped.
+    pub tell_refusals: bool,
 }
 
 /// A request the codec ended itself: refused with a reply, or cut off by the client in the
@@ -66,16 +68,6 @@ impl Refusal {
         details: "downstream_remote_disconnect",
         body_bytes: 0,
     };
-}
-
-/// Called with each refusal of a request head (no request reached the handler).
-#[derive(Clone)]
-pub struct OnRefusal(pub Arc<dyn Fn(Refusal) + Send + Sync>);
-
-impl std::fmt::Debug for OnRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OnRefusal")
-    }
 }
 
 /// In a request's extensions (when refusals are logged): set when its body turned out
@@ -288,17 +280,13 @@ where
         Ok(None) => return Next::Close,
         Err(HeadEnd::CutOff) => {
             // Envoy logs a request whose head the client cut off (a disconnect, no reply).
-            if let Some(on) = &opts.refused {
-                (on.0)(Refusal::CUT_OFF);
-            }
+            tell(handler, opts, Refusal::CUT_OFF).await;
             return Next::Close;
         }
         Err(HeadEnd::Refused(e)) => {
             tracing::debug!(error = ?e, "malformed request head");
             let (next, refusal) = reply_error(io, e.status(), e.details(), opts).await;
-            if let Some(on) = &opts.refused {
-                (on.0)(refusal);
-            }
+            tell(handler, opts, refusal).await;
             return next;
         }
     };
@@ -336,7 +324,7 @@ where
         parts.extensions.insert(on);
         upgrade = Some(pending);
     }
-    let body_refusal = (opts.refused.is_some() && sender.is_some()).then(|| {
+    let body_refusal = (opts.tell_refusals && sender.is_some()).then(|| {
         let slot = BodyRefusal::default();
         parts.extensions.insert(slot.clone());
         slot
@@ -524,6 +512,19 @@ fn write_head_fields(out: &mut Vec<u8>, headers: &HeaderMap, length: Option<u64>
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
+    }
+}
+
+/// Hands a request the codec ended itself to the handler (see [`Options::tell_refusals`]).
+async fn tell<H, F, B>(handler: &mut H, opts: &Options, refusal: Refusal)
+where
+    H: FnMut(Request<pool::Body>) -> F,
+    F: Future<Output = Response<B>>,
+{
+    if opts.tell_refusals {
+        let mut req = Request::new(empty());
+        req.extensions_mut().insert(refusal);
+        drop(handler(req).await);
     }
 }
 

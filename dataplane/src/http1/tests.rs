@@ -212,7 +212,7 @@ fn options() -> Options {
         drain_deadline: Duration::from_secs(600),
         server_name: Some(http::HeaderValue::from_static("envoy")),
         upgrades: false,
-        refused: None,
+        tell_refusals: false,
     }
 }
 
@@ -269,11 +269,15 @@ fn strip_dates(s: &str) -> String {
 async fn refusals_are_told_with_envoys_details() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut opts = options();
+    opts.tell_refusals = true;
     let sink = seen.clone();
-    opts.refused = Some(server::OnRefusal(Arc::new(move |r| {
-        sink.lock().unwrap().push(r)
-    })));
-    let (port, _drain) = serve_with(opts, echo).await;
+    let (port, _drain) = serve_with(opts, move |req: Request<Body>| {
+        if let Some(r) = req.extensions().get::<server::Refusal>() {
+            sink.lock().unwrap().push(*r);
+        }
+        echo(req)
+    })
+    .await;
     let out = exchange(
         port,
         &[b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"],

@@ -220,7 +220,7 @@ mod tests {
             idle_timeout: None,
             rds_fetch_timeout: None,
             access_log: None,
-            http1: Arc::new(crate::http::http1_options("envoy", None, false)),
+            http1: Arc::new(crate::http::http1_options("envoy", None, false, false)),
         });
         let runtime = Arc::new(Runtime::default());
         let (_drain_tx, drain) = watch::channel(false);
