@@ -115,7 +115,12 @@ impl StreamHandle {
     }
 
     pub(crate) fn update_type(&self, type_url: &str, f: impl FnOnce(&mut TypeStatus)) {
-        self.update(|s| f(s.types.entry(type_url.to_string()).or_default()));
+        // Under the registry's one lock, taken by every stream on every push and ACK: no
+        // allocation of the key once the type is there.
+        self.update(|s| match s.types.get_mut(type_url) {
+            Some(t) => f(t),
+            None => f(s.types.entry(type_url.to_string()).or_default()),
+        });
     }
 }
 

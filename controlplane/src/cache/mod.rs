@@ -79,6 +79,7 @@ impl SnapshotCache {
                 .groups
                 .sort_by(|(oa, a), (ob, b)| (oa, &a.name).cmp(&(ob, &b.name)));
         }
+        crate::server::fanout::published();
         self.generation.send_modify(|g| *g += 1);
     }
 

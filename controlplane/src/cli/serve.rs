@@ -119,6 +119,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(crate::memory::trim_after_bursts(
         std::time::Duration::from_secs(1),
     ));
+    if tracing::enabled!(target: "controlplane::server::fanout", tracing::Level::DEBUG) {
+        tokio::spawn(crate::server::fanout::report(cache.subscribe()));
+    }
     tokio::spawn(crate::source::watch::run(
         args.config.clone(),
         options,

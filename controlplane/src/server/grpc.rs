@@ -125,7 +125,9 @@ impl<M: WireMessage + Unpin> http_body::Body for ResponseBody<M> {
             if let Some(chunk) = this.current.as_mut().and_then(Iterator::next) {
                 return Poll::Ready(Some(Ok(Frame::data(chunk))));
             }
-            this.current = None;
+            if this.current.take().is_some() {
+                super::fanout::written();
+            }
             let status = match ready!(this.responses.poll_recv(cx)) {
                 Some(Ok(message)) => {
                     this.current = Some(message.chunks());

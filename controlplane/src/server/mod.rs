@@ -10,6 +10,7 @@
 //! reads them ([`wire`], [`grpc`]), never a protobuf encode of the resource again.
 
 pub mod delta;
+pub mod fanout;
 pub mod grpc;
 pub mod names;
 pub mod sotw;
@@ -261,8 +262,13 @@ async fn drive<P: Protocol>(
     let mut snapshot: Option<Arc<Snapshot>> = None;
     let resolve = |node: &Node, handle: &StreamHandle| {
         let found = cache.snapshot_for(node);
-        let group = found.as_ref().map(|(g, _)| g.clone());
-        handle.update(|s| s.group = group);
+        let group = found.as_ref().map(|(g, _)| g.as_str());
+        handle.update(|s| {
+            // Every stream resolves on every push; the group seldom changes.
+            if s.group.as_deref() != group {
+                s.group = group.map(str::to_string);
+            }
+        });
         found.map(|(_, s)| s)
     };
     loop {
@@ -305,8 +311,13 @@ async fn drive<P: Protocol>(
                 let Some(n) = &node else { continue };
                 snapshot = resolve(n, &handle);
                 let Some(s) = &snapshot else { continue };
-                for r in state.on_snapshot(s) {
+                let responses = state.on_snapshot(s);
+                let any = !responses.is_empty();
+                for r in responses {
                     if !send::<P>(&tx, &handle, r).await { return }
+                }
+                if any {
+                    fanout::queued();
                 }
             }
             _ = shutdown.changed() => break,
