@@ -107,6 +107,7 @@ pub trait WireMessage: Send + 'static {
             head: Some((head, len)),
             next: 0,
             offset: 0,
+            remaining: 5 + len,
         }
     }
 }
@@ -145,6 +146,8 @@ pub struct Chunks<M> {
     /// bigger than a chunk spans several).
     next: usize,
     offset: usize,
+    /// Bytes of the message (prefix included) not yet in a chunk.
+    remaining: usize,
 }
 
 impl<M: WireMessage> Iterator for Chunks<M> {
@@ -155,7 +158,10 @@ impl<M: WireMessage> Iterator for Chunks<M> {
         if self.head.is_none() && self.next >= resources.len() {
             return None;
         }
-        let mut chunk = BytesMut::with_capacity(CHUNK);
+        // No bigger than what is left of the message: a one-endpoint push is a few hundred
+        // bytes, and 10,000 streams each holding a 32 KB buffer for it is 320 MB of malloc
+        // traffic (and h2 keeps each buffer until its bytes are on the socket).
+        let mut chunk = BytesMut::with_capacity(CHUNK.min(self.remaining));
         if let Some((head, len)) = self.head.take() {
             // The gRPC message prefix: not compressed, then the length (big-endian u32).
             // Messages are far below 4 GiB (a snapshot this large is refused long before).
@@ -177,6 +183,7 @@ impl<M: WireMessage> Iterator for Chunks<M> {
                 self.offset += room;
             }
         }
+        self.remaining = self.remaining.saturating_sub(chunk.len());
         Some(chunk.freeze())
     }
 }
@@ -239,9 +246,17 @@ mod tests {
             removed_resources: vec!["gone".into()],
         };
         let want = response.to_proto();
-        let (len, message, _) = read(response.chunks());
+        let (len, message, _) = read(response.clone().chunks());
         assert_eq!(len, message.len());
         assert_eq!(DeltaDiscoveryResponse::decode(&message[..]).unwrap(), want);
+        // A small message's one chunk is allocated at its size, not a whole CHUNK.
+        let small = DeltaResponse {
+            resources: vec![resource("a", 10)],
+            ..response
+        };
+        let chunk = small.chunks().next().unwrap();
+        let buf = chunk.try_into_mut().expect("the only reference");
+        assert!(buf.capacity() < 256, "capacity {}", buf.capacity());
     }
 
     #[test]
