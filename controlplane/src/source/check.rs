@@ -27,6 +27,7 @@ use xds_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy
 use xds_types::type_url;
 
 use super::files::SourcedResource;
+use super::memo::Memo;
 
 const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const TCP_PROXY: &str =
@@ -41,6 +42,17 @@ pub struct Findings {
 
 /// Checks one group's resources.
 pub fn check(group: &str, resources: &[SourcedResource]) -> Findings {
+    check_memo(group, resources, &mut Memo::default())
+}
+
+/// [`check`], validating only the resources `validated` does not hold from an earlier load
+/// (validation depends on a resource's bytes alone; the other checks look across resources
+/// or at files, and are cheap).
+pub fn check_memo(
+    group: &str,
+    resources: &[SourcedResource],
+    validated: &mut Memo<(String, Vec<u8>), ()>,
+) -> Findings {
     let mut f = Findings::default();
     let at = |r: &SourcedResource, name: &str| {
         format!(
@@ -62,7 +74,8 @@ pub fn check(group: &str, resources: &[SourcedResource]) -> Findings {
                 continue;
             }
         };
-        if let Err(e) = xds_types::validate::validate_any(&r.any) {
+        let key = (r.any.type_url.clone(), r.any.value.clone());
+        if let Err(e) = validated.get_or_try(key, || xds_types::validate::validate_any(&r.any)) {
             f.errors.push(format!("{}: {e}", at(r, &name)));
         }
         if let Some(first) = seen.get(&(r.any.type_url.as_str(), name.clone())) {

@@ -19,6 +19,7 @@ use serde_json::Value;
 use xds_types::Any;
 use xds_types::format::{FormatError, any_from_json_value};
 
+use super::memo::Memo;
 use crate::cache::NodeSelector;
 
 /// The name of the group of files that name none.
@@ -42,17 +43,32 @@ pub struct GroupFiles {
 
 /// Whether the directory entry is a config file (not a temporary or hidden file).
 pub fn is_config_file(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let ext_ok = matches!(
         path.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml" | "json")
     );
-    ext_ok && !name.starts_with('.') && !name.ends_with('~') && path.is_file()
+    ext_ok && !is_scratch_file(path) && path.is_file()
+}
+
+/// A hidden file or an editor's backup: what tools write aside before renaming into place
+/// (`.fleet.json.tmp`), never read, so changing one is no reason to reload.
+pub fn is_scratch_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with('.') || name.ends_with('~')
 }
 
 /// Reads every config file of `dir` into groups. Errors name the file, the resource and the
 /// field; all of them are collected so one run reports every broken file.
 pub fn read_dir(dir: &Path) -> Result<BTreeMap<String, GroupFiles>, Vec<String>> {
+    read_dir_memo(dir, &mut Memo::default())
+}
+
+/// [`read_dir`], turning into protobuf only the resources `parsed` does not hold from an
+/// earlier load.
+pub fn read_dir_memo(
+    dir: &Path,
+    parsed: &mut Memo<String, Any>,
+) -> Result<BTreeMap<String, GroupFiles>, Vec<String>> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| vec![format!("{}: cannot read directory: {e}", dir.display())])?;
     let mut paths: Vec<PathBuf> = entries
@@ -63,7 +79,7 @@ pub fn read_dir(dir: &Path) -> Result<BTreeMap<String, GroupFiles>, Vec<String>>
     let mut groups: BTreeMap<String, GroupFiles> = BTreeMap::new();
     let mut errors = Vec::new();
     for path in paths {
-        match read_file(&path) {
+        match read_file_memo(&path, parsed) {
             Ok((group, resources)) => {
                 let (name, selector) =
                     group.unwrap_or_else(|| (DEFAULT_GROUP.to_string(), NodeSelector::default()));
@@ -94,6 +110,10 @@ type FileContent = (Option<(String, NodeSelector)>, Vec<SourcedResource>);
 
 /// Reads one file: its node group (if it names one) and its resources.
 pub fn read_file(path: &Path) -> Result<FileContent, Vec<String>> {
+    read_file_memo(path, &mut Memo::default())
+}
+
+fn read_file_memo(path: &Path, parsed: &mut Memo<String, Any>) -> Result<FileContent, Vec<String>> {
     let file = path.display();
     let text =
         std::fs::read_to_string(path).map_err(|e| vec![format!("{file}: cannot read: {e}")])?;
@@ -106,20 +126,24 @@ pub fn read_file(path: &Path) -> Result<FileContent, Vec<String>> {
             serde_json::from_str(&text).map_err(|e| vec![format!("{file}: invalid JSON: {e}")])?;
         documents.push(value);
     }
-    for document in serde_norway::Deserializer::from_str(&text).filter(|_| !json) {
-        let value = <Value as serde::Deserialize>::deserialize(document)
-            .map_err(|e| vec![format!("{file}: invalid YAML: {e}")])?;
-        if !value.is_null() {
-            documents.push(value);
+    // Not a filter on the YAML documents: that would still run the YAML parser over the
+    // whole JSON text (it parses a document to yield it), several times slower than the read.
+    if !json {
+        for document in serde_norway::Deserializer::from_str(&text) {
+            let value = <Value as serde::Deserialize>::deserialize(document)
+                .map_err(|e| vec![format!("{file}: invalid YAML: {e}")])?;
+            if !value.is_null() {
+                documents.push(value);
+            }
         }
     }
     let mut group = None;
     let mut resources = Vec::new();
     let mut errors = Vec::new();
     let mut add =
-        |location: String, value: &Value, resources: &mut Vec<SourcedResource>| match resource(
-            value,
-        ) {
+        |location: String, value: &Value, resources: &mut Vec<SourcedResource>| match parsed
+            .get_or_try(value.to_string(), || resource(value))
+        {
             Ok(any) => resources.push(SourcedResource {
                 file: path.to_path_buf(),
                 location,

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod check;
 pub mod files;
+pub mod memo;
 pub mod secret_files;
 pub mod watch;
 
@@ -30,16 +31,39 @@ pub struct LoadOptions {
 pub struct Loaded {
     pub groups: Vec<(String, crate::cache::NodeSelector, Vec<xds_types::Any>)>,
     pub warnings: Vec<String>,
+    pub timing: LoadTiming,
+}
+
+/// Where a load's time went (logged at debug level with each reload).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoadTiming {
+    /// Reading and parsing the files into resources.
+    pub read: std::time::Duration,
+    /// The checks (validation, references) and inlining Secret files.
+    pub check: std::time::Duration,
 }
 
 /// Reads and checks `dir`. `Err` holds every error found, each naming its file.
 pub fn load_dir(dir: &Path, options: LoadOptions) -> Result<Loaded, Vec<String>> {
-    let groups = files::read_dir(dir)?;
+    load_dir_memo(dir, options, &mut memo::Memos::default())
+}
+
+/// [`load_dir`], parsing and validating only the resources `memos` does not hold from an
+/// earlier load of the same source.
+pub fn load_dir_memo(
+    dir: &Path,
+    options: LoadOptions,
+    memos: &mut memo::Memos,
+) -> Result<Loaded, Vec<String>> {
+    memos.rotate();
+    let started = std::time::Instant::now();
+    let groups = files::read_dir_memo(dir, &mut memos.parsed)?;
+    let read = started.elapsed();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut out = Vec::new();
     for (name, group) in groups {
-        let findings = check::check(&name, &group.resources);
+        let findings = check::check_memo(&name, &group.resources, &mut memos.validated);
         // An unreadable Secret file is reported once, by the check, not again by inline().
         let checked = findings.errors.is_empty();
         errors.extend(findings.errors);
@@ -71,6 +95,10 @@ pub fn load_dir(dir: &Path, options: LoadOptions) -> Result<Loaded, Vec<String>>
         Ok(Loaded {
             groups: out,
             warnings,
+            timing: LoadTiming {
+                read,
+                check: started.elapsed() - read,
+            },
         })
     } else {
         Err(errors)
@@ -80,8 +108,11 @@ pub fn load_dir(dir: &Path, options: LoadOptions) -> Result<Loaded, Vec<String>>
 /// Versions snapshots: a group whose content did not change keeps its snapshot (and so its
 /// version: nothing is pushed); a changed group gets `<sequence>-<content hash>`, the sequence
 /// growing with every load so versions sort in the order they were made.
+///
+/// It also holds what a load keeps for the next one of the same source ([`memo::Memos`]).
 #[derive(Debug, Default)]
 pub struct Versioner {
+    pub memos: memo::Memos,
     sequence: u64,
     previous: std::collections::HashMap<String, (String, Arc<Snapshot>)>,
 }
