@@ -54,6 +54,8 @@ static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 struct Controlplane {
     child: Child,
     xds: String,
+    /// The controlplane's timing lines (debug logs of its reloads and fan-outs).
+    timing: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
     dir: PathBuf,
 }
@@ -74,10 +76,27 @@ impl Controlplane {
             .args(["serve", "--config"])
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            // Info for everything else (a line per stream: connected), debug for the reload
+            // and fan-out timings the breakdown is made of.
+            .env(
+                "RUST_LOG",
+                "warn,controlplane::source::watch=debug,controlplane::server::fanout=debug",
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        let timing = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let timing = timing.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut t) = timing.lock() {
+                        t.push(line);
+                    }
+                }
+            });
+        }
         let stdout = child.stdout.take().context("controlplane stdout")?;
         // The address line; a wrapper (a heap profiler) may print lines of its own first.
         let mut reader = BufReader::new(stdout);
@@ -104,6 +123,7 @@ impl Controlplane {
         Ok(Controlplane {
             child,
             xds,
+            timing,
             _dir: dir,
             dir: path,
         })
@@ -174,8 +194,18 @@ impl Fleet {
         done: impl Fn(&[Event]) -> bool,
     ) -> anyhow::Result<()> {
         let end = Instant::now() + deadline;
+        // Only the clients not done yet are looked at again, in place (no copy of their
+        // events): with 10,000 clients this poll shares the cores with what it measures.
+        let mut pending: Vec<&Events> = self.events.iter().collect();
         loop {
-            let pending = self.since(t0).iter().filter(|ev| !done(ev)).count();
+            pending.retain(|events| {
+                !events.lock().is_ok_and(|v| {
+                    // Events are recorded in time order.
+                    let from = v.partition_point(|e| e.at < t0);
+                    done(&v[from..])
+                })
+            });
+            let pending = pending.len();
             if pending == 0 {
                 return Ok(());
             }
@@ -268,8 +298,9 @@ async fn run_one(args: &Args, n: usize, mode: Mode) -> anyhow::Result<()> {
     // One endpoint changes.
     shape.svc0_port += 1;
     let port = shape.svc0_port;
-    let t0 = Instant::now();
-    config::write(&cp.dir, &shape)?;
+    let content = config::render(&shape)?;
+    let (t0, write_us, own0) = (Instant::now(), unix_us(), own_cpu());
+    config::install(&cp.dir, &content)?;
     fleet
         .wait(t0, deadline, |ev| {
             ev.iter().any(|e| e.kind == Kind::Eds(Some(port)))
@@ -278,18 +309,24 @@ async fn run_one(args: &Args, n: usize, mode: Mode) -> anyhow::Result<()> {
     report(&fleet, &cp, t0, cpu0, "one endpoint changed", |e| {
         e.kind == Kind::Eds(Some(port))
     });
+    breakdown(&cp, &fleet, t0, write_us, own0, |e| {
+        e.kind == Kind::Eds(Some(port))
+    })
+    .await;
 
     // One route added.
     let (cpu1, _) = cp.usage();
     shape.routes += 1;
-    let t0 = Instant::now();
-    config::write(&cp.dir, &shape)?;
+    let content = config::render(&shape)?;
+    let (t0, write_us, own0) = (Instant::now(), unix_us(), own_cpu());
+    config::install(&cp.dir, &content)?;
     fleet
         .wait(t0, deadline, |ev| ev.iter().any(|e| e.kind == Kind::Rds))
         .await?;
     report(&fleet, &cp, t0, cpu1, "one route added", |e| {
         e.kind == Kind::Rds
     });
+    breakdown(&cp, &fleet, t0, write_us, own0, |e| e.kind == Kind::Rds).await;
 
     // A push storm: 50 writes in 1 s, each moving the endpoint's port up by one.
     let (cpu2, _) = cp.usage();
@@ -348,6 +385,101 @@ async fn run_one(args: &Args, n: usize, mode: Mode) -> anyhow::Result<()> {
         bail!("{backwards} clients were sent a version older than one they had");
     }
     Ok(())
+}
+
+/// Unix time in microseconds (compared with the controlplane's log lines).
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// This process's user + system CPU seconds (the clients share the machine with the
+/// controlplane: their own cost must be known).
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 100.0
+}
+
+/// `key=value` of a log line, as a number.
+fn field(line: &str, key: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Where one change's time went, from the write at `write_us` (unix) to the last client:
+/// the controlplane's reloads and fan-outs since then (from its debug lines), and the
+/// clients' first and last receive.
+async fn breakdown(
+    cp: &Controlplane,
+    fleet: &Fleet,
+    t0: Instant,
+    write_us: u64,
+    cpu0: f64,
+    hit: impl Fn(&Event) -> bool,
+) {
+    // The fan-out line comes once the streams have been quiet for a moment.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let lines: Vec<String> = cp.timing.lock().map(|t| t.clone()).unwrap_or_default();
+    let rel = |us: f64| (us - write_us as f64) / 1e3;
+    let mut parts = Vec::new();
+    let mut published = None;
+    for line in &lines {
+        if let Some(event) = field(line, "event_us").filter(|&e| e >= write_us as f64) {
+            parts.push(format!(
+                "first fs event +{:.0} ms, debounce {:.0} ms",
+                rel(event),
+                field(line, "waited_ms").unwrap_or(f64::NAN)
+            ));
+        } else if line.contains("reload timing")
+            && field(line, "published_us").is_some_and(|p| p >= write_us as f64)
+        {
+            parts.push(format!(
+                "read+parse {:.0} ms, check {:.0} ms, snapshot+diff {:.0} ms, publish {:.1} ms",
+                field(line, "read_ms").unwrap_or(f64::NAN),
+                field(line, "check_ms").unwrap_or(f64::NAN),
+                field(line, "snapshot_ms").unwrap_or(f64::NAN),
+                field(line, "publish_ms").unwrap_or(f64::NAN),
+            ));
+        } else if line.contains("fan-out")
+            && let Some(p) = field(line, "published_us").filter(|&p| p >= write_us as f64)
+        {
+            published = Some(p);
+            parts.push(format!(
+                "published +{:.0} ms; {} streams queued from +{:.0} to +{:.0} ms after it, h2 took the last bytes at +{:.0} ms",
+                rel(p),
+                field(line, "streams").unwrap_or(0.0),
+                field(line, "first_queued_ms").unwrap_or(f64::NAN),
+                field(line, "last_queued_ms").unwrap_or(f64::NAN),
+                field(line, "last_written_ms").unwrap_or(f64::NAN),
+            ));
+        }
+    }
+    let received: Vec<f64> = fleet
+        .since(t0)
+        .iter()
+        .filter_map(|ev| ev.iter().find(|e| hit(e)))
+        .map(|e| e.at.duration_since(t0).as_secs_f64() * 1e3)
+        .collect();
+    let first = received.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = received.iter().copied().fold(0.0, f64::max);
+    let after = |t: f64| published.map_or(f64::NAN, |p| t - rel(p));
+    println!("    breakdown: {}", parts.join("; "));
+    println!(
+        "    clients: first had it at +{first:.0} ms, last at +{last:.0} ms ({:.0} / {:.0} ms after the publish); the fleet's own CPU {:.2} s",
+        after(first),
+        after(last),
+        own_cpu() - cpu0
+    );
 }
 
 fn report(
