@@ -52,7 +52,7 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    fn entries(&self) -> usize {
         self.previous.len() + self.current.len()
     }
 }
@@ -96,11 +96,11 @@ mod tests {
         // The next load uses "ab" only: "abc" is dropped when the one after starts.
         assert_eq!(get(&mut memo, "ab"), 2);
         memo.rotate();
-        assert_eq!(memo.len(), 1);
+        assert_eq!(memo.entries(), 1);
         assert_eq!(get(&mut memo, "abc"), 3);
         assert_eq!(calls, 3, "ab once, abc twice (dropped in between)");
         let failed: Result<u32, &str> = memo.get_or_try("x".into(), || Err("bad"));
         assert_eq!(failed, Err("bad"));
-        assert_eq!(memo.len(), 2, "errors are not kept");
+        assert_eq!(memo.entries(), 2, "errors are not kept");
     }
 }
