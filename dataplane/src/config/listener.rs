@@ -95,7 +95,9 @@ pub struct HttpManager {
     pub skip_xff_append: bool,
     pub generate_request_id: bool,
     pub websocket: bool,
-    pub server_name: String,
+    /// `server_name` as the `server` header's value, made once (`None`: not a valid value,
+    /// no `server` header).
+    pub server_name: Option<http::HeaderValue>,
     pub idle_timeout: Option<Duration>,
     /// How long the listener warms waiting for its RDS routes (`rds.config_source`'s
     /// `initial_fetch_timeout`; `None`: forever).
@@ -390,9 +392,9 @@ fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
         .and_then(|o| o.idle_timeout.as_ref())
         .map(duration);
     let server_name = if h.server_name.is_empty() {
-        "envoy".to_string()
+        Some(http::HeaderValue::from_static("envoy"))
     } else {
-        h.server_name.clone()
+        http::HeaderValue::from_str(&h.server_name).ok()
     };
     // Envoy's default connection idle timeout is 1 hour.
     let idle_timeout = idle_timeout
@@ -400,7 +402,7 @@ fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
         .filter(|d| !d.is_zero());
     let access_log = access_logs(&h.access_log)?;
     let http1 = Arc::new(crate::http::http1_options(
-        &server_name,
+        server_name.clone(),
         idle_timeout,
         websocket,
         access_log.is_some(),

@@ -139,6 +139,8 @@ pub struct Forward {
     pub host_rewrite: Option<String>,
     pub auto_host_rewrite: bool,
     pub timeout: Option<Duration>,
+    /// `x-envoy-expected-rq-timeout-ms`'s value for `timeout`, made once, not per request.
+    pub timeout_header: Option<http::HeaderValue>,
     /// The route's stream idle timeout: no bytes either way for this long ends the request
     /// (`idle_timeout`; 0 disables; unset leaves the connection manager's).
     pub idle_timeout: Option<Duration>,
@@ -541,6 +543,7 @@ fn forward(a: &RouteAction) -> FieldResult<Forward> {
         host_rewrite,
         auto_host_rewrite,
         timeout,
+        timeout_header: timeout.map(|t| http::HeaderValue::from(t.as_millis() as u64)),
         idle_timeout: a
             .idle_timeout
             .as_ref()

@@ -66,8 +66,8 @@ fn reply(status: StatusCode, body: &'static str, hcm: &HttpManager) -> Response<
     if !body.is_empty() {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
-    if let Ok(v) = HeaderValue::from_str(&hcm.server_name) {
-        headers.insert(header::SERVER, v);
+    if let Some(v) = &hcm.server_name {
+        headers.insert(header::SERVER, v.clone());
     }
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     r

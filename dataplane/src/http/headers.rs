@@ -10,15 +10,60 @@ use crate::config::format::{Operator, Piece};
 use crate::config::listener::HttpManager;
 use crate::config::route::HeaderRules;
 
+// The names the connection manager and the router read and write on every request, made at
+// compile time: a `&str` name is parsed (and checked) again on every get and insert.
+pub const TE: HeaderName = HeaderName::from_static("te");
+pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
+pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName =
+    HeaderName::from_static("x-envoy-external-address");
+pub const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
+    HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-service-time");
+
 /// Connection-specific headers never forwarded (RFC 9110 7.6.1; Envoy strips the same).
-const HOP_BY_HOP: [HeaderName; 6] = [
+pub const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
-    HeaderName::from_static("te"),
+    TE,
 ];
+
+/// A decimal header value; under 100 (an upstream service time on a fast path) without
+/// allocating: a slice of a static string.
+pub fn number(n: u64) -> HeaderValue {
+    /// "0" to "99", one after the other.
+    static SMALL: [u8; 190] = {
+        let mut out = [0u8; 190];
+        let (mut n, mut at) = (0, 0);
+        while n < 100 {
+            if n >= 10 {
+                out[at] = b'0' + (n / 10) as u8;
+                at += 1;
+            }
+            out[at] = b'0' + (n % 10) as u8;
+            at += 1;
+            n += 1;
+        }
+        out
+    };
+    let (at, len) = match n {
+        0..10 => (n as usize, 1),
+        10..100 => (10 + 2 * (n as usize - 10), 2),
+        _ => return HeaderValue::from(n),
+    };
+    match std::str::from_utf8(&SMALL[at..at + len]) {
+        Ok(digits) => HeaderValue::from_static(digits),
+        Err(_) => HeaderValue::from(n),
+    }
+}
 
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Most messages carry none: one pass over the (few) names costs less than hashing each
@@ -35,7 +80,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
     let te_trailers = headers
-        .get("te")
+        .get(TE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("trailers"));
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
@@ -46,7 +91,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     // gRPC needs `te: trailers` to reach the upstream.
     if te_trailers {
-        headers.insert("te", HeaderValue::from_static("trailers"));
+        headers.insert(TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -59,7 +104,7 @@ pub fn client_address(headers: &HeaderMap, conn: &Downstream, hcm: &HttpManager)
         return conn.peer;
     }
     let from_xff = headers
-        .get("x-forwarded-for")
+        .get(X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').nth(hcm.xff_num_trusted_hops as usize))
         .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
@@ -74,12 +119,12 @@ pub fn forwarded(headers: &mut HeaderMap, conn: &Downstream, hcm: &HttpManager) 
     let peer = conn.peer;
     if hcm.use_remote_address && !hcm.skip_xff_append {
         let ip = peer.ip().to_string();
-        let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let value = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(existing) => format!("{existing},{ip}"),
             None => ip,
         };
         if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert("x-forwarded-for", v);
+            headers.insert(X_FORWARDED_FOR, v);
         }
     }
     if hcm.use_remote_address {
@@ -87,18 +132,18 @@ pub fn forwarded(headers: &mut HeaderMap, conn: &Downstream, hcm: &HttpManager) 
         // unless `internal_address_config` says so (which we do not accept), so a request is
         // never internal: a client's `x-envoy-internal` is dropped and the peer is recorded as
         // the external address (checked against Envoy 1.40).
-        headers.remove("x-envoy-internal");
+        headers.remove(X_ENVOY_INTERNAL);
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-            headers.insert("x-envoy-external-address", v);
+            headers.insert(X_ENVOY_EXTERNAL_ADDRESS, v);
         }
     }
-    if hcm.use_remote_address || !headers.contains_key("x-forwarded-proto") {
+    if hcm.use_remote_address || !headers.contains_key(X_FORWARDED_PROTO) {
         // The scheme of the downstream connection: https when TLS was terminated.
         let proto = if conn.tls.is_some() { "https" } else { "http" };
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if hcm.generate_request_id && !headers.contains_key("x-request-id") {
-        headers.insert("x-request-id", request_id());
+    if hcm.generate_request_id && !headers.contains_key(X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID, request_id());
     }
 }
 
@@ -231,5 +276,12 @@ mod request_id_tests {
         assert!(parts[2].starts_with('4'), "{s}");
         assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{s}");
         assert_ne!(a, super::request_id());
+    }
+
+    #[test]
+    fn numbers_are_decimal() {
+        for n in [0, 1, 9, 10, 11, 42, 99, 100, 101, 15000, u64::MAX] {
+            assert_eq!(super::number(n), n.to_string().as_str(), "{n}");
+        }
     }
 }

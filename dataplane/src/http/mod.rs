@@ -117,7 +117,7 @@ where
 /// What our HTTP/1 codec needs of a connection manager, made once per manager (its
 /// connections share it: see [`HttpManager::http1`]).
 pub fn http1_options(
-    server_name: &str,
+    server_name: Option<HeaderValue>,
     idle_timeout: Option<Duration>,
     upgrades: bool,
     tell_refusals: bool,
@@ -126,7 +126,7 @@ pub fn http1_options(
         header_timeout: HEADER_TIMEOUT,
         idle_timeout,
         drain_deadline: DRAIN_DEADLINE,
-        server_name: HeaderValue::from_str(server_name).ok(),
+        server_name,
         upgrades,
         tell_refusals,
     }

@@ -153,8 +153,8 @@ fn full(b: Bytes) -> Body {
 }
 
 fn set_server(headers: &mut http::HeaderMap, hcm: &HttpManager) {
-    if let Ok(v) = HeaderValue::from_str(&hcm.server_name) {
-        headers.insert(http::header::SERVER, v);
+    if let Some(v) = &hcm.server_name {
+        headers.insert(http::header::SERVER, v.clone());
     }
 }
 
@@ -313,11 +313,10 @@ async fn forward(
     {
         parts.headers.insert(http::header::HOST, v);
     }
-    if let Some(t) = fwd.timeout {
-        parts.headers.insert(
-            "x-envoy-expected-rq-timeout-ms",
-            HeaderValue::from(t.as_millis() as u64),
-        );
+    if let Some(t) = &fwd.timeout_header {
+        parts
+            .headers
+            .insert(headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, t.clone());
     }
     // A streamed body can be sent once. With a retry policy, a body of known length up to
     // RETRY_BUFFER_LIMIT is kept so every try can send it again (Envoy buffers for retries up
@@ -473,8 +472,8 @@ async fn forward(
                 // came before (an upstream answering early) has none.
                 if streamed.as_ref().is_none_or(|c| c.has_ended()) {
                     rparts.headers.insert(
-                        "x-envoy-upstream-service-time",
-                        HeaderValue::from(sent.elapsed().as_millis() as u64),
+                        headers::X_ENVOY_UPSTREAM_SERVICE_TIME,
+                        headers::number(sent.elapsed().as_millis() as u64),
                     );
                 }
                 if let Some(cookie) = &request_hash.set_cookie

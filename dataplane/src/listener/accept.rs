@@ -216,11 +216,16 @@ mod tests {
             skip_xff_append: false,
             generate_request_id: false,
             websocket: false,
-            server_name: String::new(),
+            server_name: None,
             idle_timeout: None,
             rds_fetch_timeout: None,
             access_log: None,
-            http1: Arc::new(crate::http::http1_options("envoy", None, false, false)),
+            http1: Arc::new(crate::http::http1_options(
+                Some(http::HeaderValue::from_static("envoy")),
+                None,
+                false,
+                false,
+            )),
         });
         let runtime = Arc::new(Runtime::default());
         let (_drain_tx, drain) = watch::channel(false);
