@@ -124,7 +124,7 @@ fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErr
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_at..path_at + path_len))
         .map_err(|_| HeadError::Bad)?;
-    let mut headers = header_map(&head, &fields[..count], false)?;
+    let mut headers = header_map(&head, &fields[..count], REQUEST_ROOM, false)?;
     let framing = request_framing(&headers)?;
     let keep_alive = keep_alive(&headers, version);
     let expect_continue = match headers.get(header::EXPECT) {
@@ -249,10 +249,23 @@ fn field_offsets(
     parsed.len().min(MAX_HEADERS)
 }
 
-/// The header map of a frozen head, values sharing its bytes. With `unfold`, an obsolete
-/// line folding (responses only) becomes spaces, as RFC 9112 section 5.2 allows.
-fn header_map(head: &Bytes, fields: &[Field], unfold: bool) -> Result<HeaderMap, HeadError> {
-    let mut headers = HeaderMap::with_capacity(fields.len());
+/// Room left in a request's header map for what the connection manager and the router add
+/// (x-forwarded-proto, x-request-id, x-envoy-expected-rq-timeout-ms, route additions), so
+/// adding them does not grow and rehash the map.
+const REQUEST_ROOM: usize = 6;
+/// The same for a response (x-envoy-upstream-service-time, server, route additions).
+const RESPONSE_ROOM: usize = 4;
+
+/// The header map of a frozen head, values sharing its bytes, with `room` for more. With
+/// `unfold`, an obsolete line folding (responses only) becomes spaces, as RFC 9112
+/// section 5.2 allows.
+fn header_map(
+    head: &Bytes,
+    fields: &[Field],
+    room: usize,
+    unfold: bool,
+) -> Result<HeaderMap, HeadError> {
+    let mut headers = HeaderMap::with_capacity(fields.len() + room);
     for &(n, nl, v, vl) in fields {
         let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
         let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Bad)?;
@@ -407,7 +420,7 @@ pub fn parse_response(
     let mut fields = [(0, 0, 0, 0); MAX_HEADERS];
     let count = field_offsets(buf.as_ptr() as usize, resp.headers, &mut fields);
     let head = buf.split_to(len).freeze();
-    let headers = header_map(&head, &fields[..count], true)?;
+    let headers = header_map(&head, &fields[..count], RESPONSE_ROOM, true)?;
     let framing = response_framing(&headers, status, head_request)?;
     let keep_alive = keep_alive(&headers, version) && framing != Framing::Close;
     let mut parts = http::Response::new(()).into_parts().0;
