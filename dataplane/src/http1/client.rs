@@ -240,6 +240,7 @@ fn respond(
         conn: Some(conn),
         decoder: Decoder::new(framing),
         keep_alive,
+        // No allocation for a plaintext cluster: the key is copied.
         connector: connector.clone(),
         unsent,
     };

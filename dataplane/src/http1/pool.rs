@@ -2,7 +2,8 @@
 //! address): a LIFO stack of idle connections behind one short lock, no channel or task per
 //! request. A connection goes back when its response ended cleanly and both sides allow
 //! keep-alive; an idle one is dropped after [`IDLE_TIMEOUT`], or when the peer closed it
-//! (checked before reuse).
+//! (checked before reuse). The map is keyed by value with FxHash: the key is looked up twice
+//! per request (checkout, release), and its parts come from config, not from peers.
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
@@ -45,17 +46,20 @@ struct Idle {
     since: Instant,
 }
 
-static IDLE: LazyLock<Mutex<HashMap<Arc<Key>, Vec<Idle>>>> = LazyLock::new(Default::default);
+type IdleMap = HashMap<Key, Vec<Idle>, rustc_hash::FxBuildHasher>;
+
+static IDLE: LazyLock<Mutex<IdleMap>> = LazyLock::new(Default::default);
 
 /// Why a connection could not be made: the text is the cause, as the connect error of
 /// hyper-util's connector said it ("timed out" picks Envoy's "connection timeout" body).
 #[derive(Debug)]
 pub struct ConnectError(pub String);
 
-/// Where new connections for a key go and how they are made.
+/// Where new connections for a key go and how they are made. Made per request, without
+/// allocating for a plaintext cluster.
 #[derive(Clone)]
 pub struct Connector {
-    pub key: Arc<Key>,
+    pub key: Key,
     pub tls: Option<Origination>,
 }
 
@@ -67,7 +71,7 @@ impl Connector {
             .as_ref()
             .map(|o| (Arc::as_ptr(&o.config) as usize, o.name.clone()));
         Connector {
-            key: Arc::new((connect_timeout, tls_key, addr)),
+            key: (connect_timeout, tls_key, addr),
             tls,
         }
     }
@@ -103,7 +107,13 @@ impl Connector {
         conn.reused = true;
         let now = Instant::now();
         let mut map = IDLE.lock().unwrap_or_else(|p| p.into_inner());
-        let stack = map.entry(self.key.clone()).or_default();
+        // The key is cloned only the first time (a TLS server name is an allocation).
+        if !map.contains_key(&self.key) {
+            map.insert(self.key.clone(), Vec::new());
+        }
+        let Some(stack) = map.get_mut(&self.key) else {
+            return;
+        };
         // Expired connections are at the bottom; drop them while we are here.
         let expired = stack
             .iter()
@@ -118,7 +128,7 @@ impl Connector {
     /// A new connection: TCP, then TLS when the cluster has a transport socket, each within
     /// the connect timeout (Envoy counts a connection as made once its transport is).
     pub async fn connect(&self) -> Result<Conn, ConnectError> {
-        let (timeout, _, addr) = *self.key.as_ref();
+        let (timeout, _, addr) = self.key;
         let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(ConnectError(format!("tcp connect error: {e}"))),
