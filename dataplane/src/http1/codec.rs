@@ -124,7 +124,7 @@ fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErr
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_at..path_at + path_len))
         .map_err(|_| HeadError::Bad)?;
-    let mut headers = header_map(&head, &fields[..count], REQUEST_ROOM, false)?;
+    let mut headers = header_map(&head, &fields[..count], REQUEST_ROOM, false, None)?;
     let framing = request_framing(&headers)?;
     let keep_alive = keep_alive(&headers, version);
     let expect_continue = match headers.get(header::EXPECT) {
@@ -264,11 +264,17 @@ fn header_map(
     fields: &[Field],
     room: usize,
     unfold: bool,
+    mut hop: Option<&mut Hop>,
 ) -> Result<HeaderMap, HeadError> {
     let mut headers = HeaderMap::with_capacity(fields.len() + room);
     for &(n, nl, v, vl) in fields {
         let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
         let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Bad)?;
+        if let Some(hop) = hop.as_deref_mut()
+            && hop.left_out(&name, &head[v..v + vl], (v, vl))
+        {
+            continue;
+        }
         let raw = head.slice(v..v + vl);
         let value = match HeaderValue::from_maybe_shared(raw.clone()) {
             Ok(value) => value,
@@ -320,6 +326,22 @@ pub fn response_framing(
     status: StatusCode,
     head_request: bool,
 ) -> Result<Framing, HeadError> {
+    let te = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .map(HeaderValue::as_bytes);
+    framing_of(te, headers, status, head_request)
+}
+
+/// [`response_framing`] with the last `Transfer-Encoding` value given apart (a response's
+/// map no longer holds it).
+fn framing_of(
+    te: Option<&[u8]>,
+    headers: &HeaderMap,
+    status: StatusCode,
+    head_request: bool,
+) -> Result<Framing, HeadError> {
     if head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -327,12 +349,8 @@ pub fn response_framing(
     {
         return Ok(Framing::Empty);
     }
-    if let Some(te) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    {
-        let last = te.as_bytes().rsplit(|b| *b == b',').next().unwrap_or(b"");
+    if let Some(te) = te {
+        let last = te.rsplit(|b| *b == b',').next().unwrap_or(b"");
         return Ok(if trim(last).eq_ignore_ascii_case(b"chunked") {
             Framing::Chunked
         } else {
@@ -379,18 +397,69 @@ pub fn parse_length(v: &[u8]) -> Option<u64> {
 /// Whether the sender of a message with these headers lets the connection stay open:
 /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
 pub fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
-    let mut close = false;
-    let mut keep = false;
+    let mut hop = Hop::default();
     for v in headers.get_all(header::CONNECTION) {
-        for token in v.as_bytes().split(|b| *b == b',') {
-            let token = trim(token);
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep |= token.eq_ignore_ascii_case(b"keep-alive");
-        }
+        hop.connection(v.as_bytes());
     }
-    match version {
-        Version::HTTP_11 => !close,
-        _ => keep && !close,
+    hop.keep_alive(version)
+}
+
+/// What a response head's hop-by-hop fields said (RFC 9110 section 7.6.1), read while its
+/// header map is built and the fields left out of it: the router would strip every one of
+/// them (as Envoy does), and leaving them out costs nothing where inserting and then
+/// removing them meant hashing each name twice more. `te` stays (the router keeps
+/// `te: trailers`), and so does a `Connection` naming other fields, for the router to strip
+/// them with it.
+#[derive(Default)]
+struct Hop {
+    close: bool,
+    keep: bool,
+    /// `Connection: close`: a field named `close` is hop-by-hop too.
+    names_close: bool,
+    /// Where the last `Transfer-Encoding` value is in the head (framing).
+    transfer_encoding: Option<(usize, usize)>,
+}
+
+impl Hop {
+    /// Notes a field (its value, and where that is in the head); `true` when it is left
+    /// out of the map.
+    fn left_out(&mut self, name: &HeaderName, value: &[u8], at: (usize, usize)) -> bool {
+        if name == header::CONNECTION {
+            return !self.connection(value);
+        }
+        if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = Some(at);
+            return true;
+        }
+        name == header::UPGRADE
+            || name.as_str() == "keep-alive"
+            || name.as_str() == "proxy-connection"
+    }
+
+    /// Reads a `Connection` value's tokens; `true` when it names a field other than the
+    /// hop-by-hop ones (and `close`).
+    fn connection(&mut self, value: &[u8]) -> bool {
+        let mut names_other = false;
+        for token in value.split(|b| *b == b',') {
+            let token = trim(token);
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+                self.names_close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep = true;
+            } else {
+                names_other |= !token.is_empty() && !token.eq_ignore_ascii_case(b"upgrade");
+            }
+        }
+        names_other
+    }
+
+    /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+    fn keep_alive(&self, version: Version) -> bool {
+        match version {
+            Version::HTTP_11 => !self.close,
+            _ => self.keep && !self.close,
+        }
     }
 }
 
@@ -420,9 +489,30 @@ pub fn parse_response(
     let mut fields = [(0, 0, 0, 0); MAX_HEADERS];
     let count = field_offsets(buf.as_ptr() as usize, resp.headers, &mut fields);
     let head = buf.split_to(len).freeze();
-    let headers = header_map(&head, &fields[..count], RESPONSE_ROOM, true)?;
-    let framing = response_framing(&headers, status, head_request)?;
-    let keep_alive = keep_alive(&headers, version) && framing != Framing::Close;
+    // A 101's connection and upgrade fields go on to the downstream: the router sorts them.
+    let mut hop = Hop::default();
+    let recorder = (status != StatusCode::SWITCHING_PROTOCOLS).then_some(&mut hop);
+    let recorded = recorder.is_some();
+    let mut headers = header_map(&head, &fields[..count], RESPONSE_ROOM, true, recorder)?;
+    let (framing, keep_alive) = if recorded {
+        if hop.names_close {
+            // `Connection: close` names a `close` field, hop-by-hop as well.
+            headers.remove("close");
+        }
+        let framing = framing_of(
+            hop.transfer_encoding.map(|(at, len)| &head[at..at + len]),
+            &headers,
+            status,
+            head_request,
+        )?;
+        (framing, hop.keep_alive(version))
+    } else {
+        (
+            response_framing(&headers, status, head_request)?,
+            keep_alive(&headers, version),
+        )
+    };
+    let keep_alive = keep_alive && framing != Framing::Close;
     let mut parts = http::Response::new(()).into_parts().0;
     parts.status = status;
     parts.version = version;

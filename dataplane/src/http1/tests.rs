@@ -589,3 +589,40 @@ async fn a_client_that_goes_away_before_its_response_cancels_the_request() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[test]
+fn response_heads_leave_hop_by_hop_fields_out() {
+    let parse = |raw: &[u8]| {
+        codec::parse_response(&mut BytesMut::from(raw), false)
+            .unwrap()
+            .unwrap()
+    };
+    let names = |r: &codec::ResponseHead| -> Vec<String> {
+        r.parts.headers.keys().map(|k| k.to_string()).collect()
+    };
+    let r = parse(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+          Transfer-Encoding: chunked\r\nProxy-Connection: x\r\nUpgrade: h2c\r\nX-A: 1\r\n\r\n",
+    );
+    assert_eq!((r.framing, r.keep_alive), (Framing::Chunked, true));
+    assert_eq!(names(&r), ["x-a"]);
+    // `Connection: close` names a `close` field, even one before it.
+    let r = parse(b"HTTP/1.1 200 OK\r\nClose: a\r\nConnection: close\r\nContent-Length: 1\r\n\r\n");
+    assert_eq!((r.framing, r.keep_alive), (Framing::Length(1), false));
+    assert_eq!(names(&r), ["content-length"]);
+    // A Connection naming another field stays, for the router to strip both.
+    let r = parse(b"HTTP/1.1 200 OK\r\nX-B: 1\r\nConnection: x-b\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(names(&r), ["x-b", "connection", "content-length"]);
+    // A 101 keeps its upgrade fields.
+    let r = parse(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    assert_eq!(names(&r), ["connection", "upgrade"]);
+    // HTTP/1.0 stays open only when asked; a transfer coding not ending in chunked reads to close.
+    let r = parse(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n");
+    assert!(r.keep_alive);
+    let r = parse(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n");
+    assert!(!r.keep_alive);
+    let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+    assert_eq!((r.framing, r.keep_alive), (Framing::Close, false));
+}
