@@ -137,13 +137,16 @@ pub fn forwarded(headers: &mut HeaderMap, conn: &Downstream, hcm: &HttpManager) 
             headers.insert(X_ENVOY_EXTERNAL_ADDRESS, v);
         }
     }
-    if hcm.use_remote_address || !headers.contains_key(X_FORWARDED_PROTO) {
-        // The scheme of the downstream connection: https when TLS was terminated.
-        let proto = if conn.tls.is_some() { "https" } else { "http" };
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    // The scheme of the downstream connection: https when TLS was terminated. A client's
+    // own value stays unless the downstream is trusted (one lookup either way: `entry`).
+    let proto = HeaderValue::from_static(if conn.tls.is_some() { "https" } else { "http" });
+    if hcm.use_remote_address {
+        headers.insert(X_FORWARDED_PROTO, proto);
+    } else {
+        headers.entry(X_FORWARDED_PROTO).or_insert(proto);
     }
-    if hcm.generate_request_id && !headers.contains_key(X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID, request_id());
+    if hcm.generate_request_id {
+        headers.entry(X_REQUEST_ID).or_insert_with(request_id);
     }
 }
 

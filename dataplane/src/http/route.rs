@@ -15,7 +15,12 @@ impl RouteTable {
     /// `*-bar.example.com`), then the longest prefix wildcard (`foo.*`), then `*`. The port in
     /// the host is part of the name, unless `ignore_port_in_host_matching` is set.
     pub fn vhost(&self, host: &str) -> Option<&VirtualHost> {
-        let host = host.to_ascii_lowercase();
+        // Domains are lowercase; a host is lowercased only when it has capitals (a copy).
+        let host: std::borrow::Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            host.to_ascii_lowercase().into()
+        } else {
+            host.into()
+        };
         if self.ignore_port_in_host_matching
             && let Some((name, port)) = host.rsplit_once(':')
             && !port.is_empty()

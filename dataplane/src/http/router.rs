@@ -81,17 +81,18 @@ async fn respond(
         }
         e.request_length = body.size_hint().exact();
     }
-    let host = parts
-        .headers
-        .get(http::header::HOST)
+    // Borrowed from shared copies (a reference count each), not copied into a String.
+    let host_header = parts.headers.get(http::header::HOST).cloned();
+    let authority = parts.uri.authority().cloned();
+    let host: &str = host_header
+        .as_ref()
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .or(authority.as_ref().map(|a| a.as_str()))
         .unwrap_or_default();
     let Some(table) = table else {
         return fail(hcm, &ProxyError::NoRoute, &[], &downstream, log);
     };
-    let Some(vhost) = table.vhost(&host) else {
+    let Some(vhost) = table.vhost(host) else {
         return fail(hcm, &ProxyError::NoRoute, &[], &downstream, log);
     };
     let Some(route) = vhost.route(&parts) else {
@@ -121,7 +122,7 @@ async fn respond(
             if let Some(e) = log {
                 e.details = Some("direct_response".into());
             }
-            redirect_reply(redirect, &parts, &host, route, &downstream)
+            redirect_reply(redirect, &parts, host, route, &downstream)
         }
         Action::Forward(fwd) => {
             let request = Request::from_parts(parts, body);
