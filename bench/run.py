@@ -301,7 +301,7 @@ def start_proxy(name, setup, workdir):
         if name == "envoy":
             argv = ["envoy", "-c", str(boot), "--concurrency", "1", "--use-dynamic-base-id", "-l", "error"]
         else:
-            argv = [str(ROOT / "target" / "release" / "dataplane"), "--bootstrap", str(boot), "--concurrency", "1"]
+            argv = [os.environ.get("DATAPLANE", str(ROOT / "target" / "release" / "dataplane")), "--bootstrap", str(boot), "--concurrency", "1"]
         proc = Proc(name, argv, PROXY_CPU, w)
         wait_http(f"http://127.0.0.1:{setup.admin_port}/ready")
     elif name == "nginx":
