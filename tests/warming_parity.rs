@@ -44,6 +44,15 @@ async fn cds_acked(
     (!acked.is_null() && acked == s["version_sent"] && acked != *old).then_some(acked)
 }
 
+/// The first answer other than "refused" (the listener has started).
+async fn first_answer(port: u16) -> String {
+    eventually("the listener answers", || async {
+        let a = answer(port).await;
+        (a != "refused").then_some(a)
+    })
+    .await
+}
+
 /// Whether a CDS version other than `old` has been sent to the proxy.
 async fn cds_sent(cp: &Controlplane, node: &str, old: &serde_json::Value) -> Option<()> {
     let s = cp.proxy_type(node, "CDS").await?;
@@ -89,11 +98,7 @@ async fn story(envoy: bool, ca: &Ca, backend: u16, work: &Path) -> Vec<String> {
     .await;
     seen.push(format!("before the secret: {}", answer(port).await));
     write("secret.yaml", ca_secret("backend-ca", &ca.pem));
-    let first = eventually("the listener answers", || async {
-        let a = answer(port).await;
-        (a != "refused").then_some(a)
-    })
-    .await;
+    let first = first_answer(port).await;
     seen.push(format!("first answer: {first}"));
     let [cluster, _] = warming_resources(port, backend, "never", ", initial_fetch_timeout: 3s");
     write("cluster.yaml", cluster);
@@ -177,11 +182,7 @@ async fn eds_story(envoy: bool, backend: u16, work: &Path) -> Vec<String> {
         cds_acked(&cp, &node, &serde_json::Value::Null)
     })
     .await;
-    let first = eventually("the listener answers", || async {
-        let a = answer(port).await;
-        (a != "refused").then_some(a)
-    })
-    .await;
+    let first = first_answer(port).await;
     seen.push(format!("first answer: {first}"));
     let updated = cluster("b", backend.into())
         .replace("connect_timeout: 1s", "connect_timeout: 3s")

@@ -246,41 +246,29 @@ fn assignment(name: &str) -> xds_types::Any {
     .to_any()
 }
 
+/// Clusters `a` (connect timeout `a_secs`) and `b`, both EDS, and their assignments.
+fn two_eds_clusters(version: &str, a_secs: i64) -> Snapshot {
+    let resources = vec![
+        eds_cluster("a", a_secs),
+        eds_cluster("b", 1),
+        assignment("a"),
+        assignment("b"),
+    ];
+    Snapshot::new(version, resources).unwrap()
+}
+
 #[test]
 fn an_updated_eds_cluster_resends_its_unchanged_assignment() {
     // Envoy warms an updated EDS cluster until its assignment comes again (or 15 s pass), so
     // the assignment follows the cluster even when its own bytes did not change.
-    let s1 = std::sync::Arc::new(
-        Snapshot::new(
-            "1",
-            vec![
-                eds_cluster("a", 1),
-                eds_cluster("b", 1),
-                assignment("a"),
-                assignment("b"),
-            ],
-        )
-        .unwrap(),
-    );
+    let s1 = std::sync::Arc::new(two_eds_clusters("1", 1));
     let mut st = SotwState::default();
     let (_, r) = st.on_request(&req(CDS, &[], "", ""), Some(&s1));
     st.on_request(&req(CDS, &[], "1", &r.unwrap().nonce), Some(&s1));
     let (_, r) = st.on_request(&req(EDS, &["a", "b"], "", ""), Some(&s1));
     assert_eq!(r.as_ref().unwrap().resources.len(), 2);
     st.on_request(&req(EDS, &["a", "b"], "1", &r.unwrap().nonce), Some(&s1));
-    let s2 = std::sync::Arc::new(
-        Snapshot::new(
-            "2",
-            vec![
-                eds_cluster("a", 2),
-                eds_cluster("b", 1),
-                assignment("a"),
-                assignment("b"),
-            ],
-        )
-        .unwrap()
-        .with_parent(&s1),
-    );
+    let s2 = std::sync::Arc::new(two_eds_clusters("2", 2).with_parent(&s1));
     let rs = st.on_snapshot(&s2);
     let sent: Vec<(&str, Vec<&str>)> = rs
         .iter()
@@ -293,18 +281,6 @@ fn an_updated_eds_cluster_resends_its_unchanged_assignment() {
         .collect();
     assert_eq!(sent, [(CDS, vec!["a", "b"]), (EDS, vec!["a"])]);
     // Nothing about the clusters changed: nothing is sent.
-    let s3 = std::sync::Arc::new(
-        Snapshot::new(
-            "3",
-            vec![
-                eds_cluster("a", 2),
-                eds_cluster("b", 1),
-                assignment("a"),
-                assignment("b"),
-            ],
-        )
-        .unwrap()
-        .with_parent(&s2),
-    );
+    let s3 = std::sync::Arc::new(two_eds_clusters("3", 2).with_parent(&s2));
     assert!(st.on_snapshot(&s3).is_empty());
 }
