@@ -93,6 +93,22 @@ pub fn name_of(any: &Any) -> Result<String, ResourceError> {
     }
 }
 
+/// The name of the ClusterLoadAssignment an EDS cluster takes its endpoints from
+/// (`eds_cluster_config.service_name`, else the cluster's own name); `None` for a cluster of
+/// another type. The controlplane and the dataplane must agree on it.
+pub fn eds_service_name(c: &Cluster) -> Option<&str> {
+    use crate::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+    if c.cluster_discovery_type != Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)) {
+        return None;
+    }
+    let service = c
+        .eds_cluster_config
+        .as_ref()
+        .map(|e| e.service_name.as_str())
+        .filter(|s| !s.is_empty());
+    Some(service.unwrap_or(&c.name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

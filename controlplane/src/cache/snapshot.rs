@@ -199,8 +199,6 @@ impl Snapshot {
 /// with CDS for the same reason (Envoy issue #13009).
 fn tie_assignments_to_clusters(by_type: &mut HashMap<String, ResourceMap>) {
     use xds_types::pb::envoy::config::cluster::v3::Cluster;
-    use xds_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
-    let eds = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
     // Assignment name -> the versions of the clusters using it (in name order).
     let mut users: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let clusters = by_type.get(type_url::CLUSTER);
@@ -208,15 +206,12 @@ fn tie_assignments_to_clusters(by_type: &mut HashMap<String, ResourceMap>) {
         let Ok(c) = Cluster::decode(r.any.value.as_slice()) else {
             continue;
         };
-        if c.cluster_discovery_type != eds {
-            continue;
+        if let Some(service) = xds_types::resource::eds_service_name(&c) {
+            users
+                .entry(service.to_string())
+                .or_default()
+                .push(&r.version);
         }
-        let service = c
-            .eds_cluster_config
-            .map(|e| e.service_name)
-            .filter(|s| !s.is_empty())
-            .unwrap_or(c.name);
-        users.entry(service).or_default().push(&r.version);
     }
     let mut tied: Vec<(String, String)> = Vec::new();
     let assignments = by_type.get(type_url::ENDPOINT);

@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost::Message;
 use xds_types::Resource;
 use xds_types::pb::envoy::config::cluster::v3::Cluster;
-use xds_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use xds_types::pb::envoy::config::listener::v3::{Filter, Listener, filter};
 use xds_types::pb::envoy::config::route::v3::{RouteConfiguration, route, route_action};
 use xds_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -150,15 +149,9 @@ fn check_cluster(
     at: &str,
     f: &mut Findings,
 ) {
-    if c.cluster_discovery_type != Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)) {
+    let Some(wanted) = xds_types::resource::eds_service_name(c) else {
         return;
-    }
-    let service = c
-        .eds_cluster_config
-        .as_ref()
-        .map(|e| e.service_name.as_str())
-        .filter(|s| !s.is_empty());
-    let wanted = service.unwrap_or(&c.name);
+    };
     if !assignments.contains(wanted) {
         f.errors.push(format!(
             "{at}: type EDS, but group \"{group}\" has no ClusterLoadAssignment with cluster_name \"{wanted}\""

@@ -189,13 +189,10 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
                     .map_err(|e| e.within("eds_cluster_config.eds_config"))?,
                 None => Some(super::DEFAULT_INITIAL_FETCH_TIMEOUT),
             };
-            let service = c
-                .eds_cluster_config
-                .as_ref()
-                .map(|e| e.service_name.clone())
-                .filter(|s| !s.is_empty());
             Discovery::Eds(Eds {
-                service: service.unwrap_or_else(|| c.name.clone()),
+                service: xds_types::resource::eds_service_name(c)
+                    .unwrap_or(&c.name)
+                    .to_string(),
                 fetch_timeout,
             })
         }
