@@ -77,6 +77,23 @@ impl Proxy {
     }
 }
 
+/// Our controlplane serving `dir`, the proxy `node` driven by it, and the first CDS version
+/// the proxy ACKed.
+async fn start(
+    envoy: bool,
+    dir: &Path,
+    work: &Path,
+    node: &str,
+) -> (Controlplane, Proxy, serde_json::Value) {
+    let cp = Controlplane::start(dir, work);
+    let proxy = Proxy::start(envoy, &cp, node, work).await;
+    let v1 = eventually("CDS ACKed", || {
+        cds_acked(&cp, node, &serde_json::Value::Null)
+    })
+    .await;
+    (cp, proxy, v1)
+}
+
 /// Runs the story against one proxy; returns what the client saw at each step.
 async fn story(envoy: bool, ca: &Ca, backend: u16, work: &Path) -> Vec<String> {
     let name = if envoy { "envoy" } else { "dataplane" };
@@ -88,14 +105,9 @@ async fn story(envoy: bool, ca: &Ca, backend: u16, work: &Path) -> Vec<String> {
     let [cluster, listener] = warming_resources(port, backend, "backend-ca", "");
     write("cluster.yaml", cluster);
     write("listener.yaml", listener);
-    let cp = Controlplane::start(&dir, work);
     let node = format!("warming-{name}");
-    let _proxy = Proxy::start(envoy, &cp, &node, work).await;
+    let (cp, _proxy, v1) = start(envoy, &dir, work, &node).await;
     let mut seen = Vec::new();
-    let v1 = eventually("CDS ACKed", || {
-        cds_acked(&cp, &node, &serde_json::Value::Null)
-    })
-    .await;
     seen.push(format!("before the secret: {}", answer(port).await));
     write("secret.yaml", ca_secret("backend-ca", &ca.pem));
     let first = first_answer(port).await;
@@ -174,14 +186,9 @@ async fn eds_story(envoy: bool, backend: u16, work: &Path) -> Vec<String> {
         "clusters.yaml",
         &file(None, &[cluster("b", backend.into())]),
     );
-    let cp = Controlplane::start(&dir, work);
     let node = format!("eds-warming-{name}");
-    let _proxy = Proxy::start(envoy, &cp, &node, work).await;
+    let (cp, _proxy, v1) = start(envoy, &dir, work, &node).await;
     let mut seen = Vec::new();
-    let v1 = eventually("CDS ACKed", || {
-        cds_acked(&cp, &node, &serde_json::Value::Null)
-    })
-    .await;
     let first = first_answer(port).await;
     seen.push(format!("first answer: {first}"));
     let updated = cluster("b", backend.into())
