@@ -47,6 +47,10 @@ pub struct BodyWriter<B> {
     at: usize,
     big: Option<Bytes>,
     written: u64,
+    /// The body is looked at before the head is written, so that a small response whose
+    /// body is already here goes out in one write (one syscall, one TLS record) instead of
+    /// two. A body failure found then waits here until the head is out, as if it came later.
+    first: Option<Result<(), BoxError>>,
 }
 
 impl<B> BodyWriter<B>
@@ -62,6 +66,7 @@ where
             at: 0,
             big: None,
             written: 0,
+            first: None,
         }
     }
 
@@ -76,10 +81,22 @@ where
         io: &mut S,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), WriteError>> {
+        if self.first.is_none() {
+            // With the head in `out`, gathering never pends: it adds what the body has now.
+            self.first = Some(match self.gather(cx) {
+                Err(WriteError::Body(e)) => Err(e),
+                _ => Ok(()),
+            });
+        }
         loop {
             ready!(poll_write_all(io, &self.out, &mut self.at, cx)).map_err(WriteError::Io)?;
             self.out.clear();
             self.at = 0;
+            if let Some(Err(_)) = &self.first {
+                if let Some(Err(e)) = self.first.replace(Ok(())) {
+                    return Poll::Ready(Err(WriteError::Body(e)));
+                }
+            }
             if let Some(big) = &mut self.big {
                 while big.has_remaining() {
                     let n = ready!(Pin::new(&mut *io).poll_write(cx, big.chunk()))

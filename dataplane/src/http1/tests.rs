@@ -626,3 +626,61 @@ fn response_heads_leave_hop_by_hop_fields_out() {
     let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
     assert_eq!((r.framing, r.keep_alive), (Framing::Close, false));
 }
+
+/// Records each write it is given, as a socket would see its `sendto`s.
+#[derive(Default)]
+struct Writes(Vec<Vec<u8>>);
+
+impl tokio::io::AsyncWrite for Writes {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.push(buf.to_vec());
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_small_response_whose_body_is_here_goes_out_in_one_write() {
+    use super::encode::{BodyWriter, Out};
+    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n".to_vec();
+    let mut writer = BodyWriter::new(full(b"hello"), Out::Length(5), head);
+    let mut io = Writes::default();
+    std::future::poll_fn(|cx| writer.poll_write(&mut io, cx))
+        .await
+        .unwrap();
+    // Head and body in one write: one syscall (and one TLS record) instead of two.
+    assert_eq!(
+        io.0,
+        vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec()]
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_fails_at_once_still_gets_its_head_written_first() {
+    use super::encode::{BodyWriter, Out, WriteError};
+    // Longer than announced: the body fails on its first frame.
+    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n".to_vec();
+    let mut writer = BodyWriter::new(full(b"hello"), Out::Length(2), head);
+    let mut io = Writes::default();
+    let result = std::future::poll_fn(|cx| writer.poll_write(&mut io, cx)).await;
+    assert!(matches!(result, Err(WriteError::Body(_))), "{result:?}");
+    assert_eq!(
+        io.0,
+        vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n".to_vec()]
+    );
+}
