@@ -8,7 +8,7 @@
 
 use std::borrow::Borrow;
 use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -141,7 +141,8 @@ where
                     true = async { drain.wait_for(|d| *d).await.is_ok() } => break,
                 }
             }
-            let exchange = Box::pin(exchange(&mut io, &mut buf, opts, &mut handler, &drain));
+            let exchange =
+                boxed_in_place(|| exchange(&mut io, &mut buf, opts, &mut handler, &drain));
             let next = tokio::select! {
                 next = exchange => next,
                 // A receiver of its own, made here: the exchange reads `drain` meanwhile, and an idle
@@ -280,13 +281,15 @@ where
         Ok(None) => return Next::Close,
         Err(HeadEnd::CutOff) => {
             // Envoy logs a request whose head the client cut off (a disconnect, no reply).
-            tell(handler, opts, Refusal::CUT_OFF).await;
+            // Boxed, here and below: a refusal is rare, and inline its handler future would
+            // double the size of every exchange (rustc lays it out beside the request's).
+            Box::pin(tell(handler, opts, Refusal::CUT_OFF)).await;
             return Next::Close;
         }
         Err(HeadEnd::Refused(e)) => {
             tracing::debug!(error = ?e, "malformed request head");
             let (next, refusal) = reply_error(io, e.status(), e.details(), opts).await;
-            tell(handler, opts, refusal).await;
+            Box::pin(tell(handler, opts, refusal)).await;
             return next;
         }
     };
@@ -575,4 +578,12 @@ fn empty() -> pool::Body {
     http_body_util::Empty::new()
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// `Box::pin(make())` without building the future on the stack first: `Box::pin` moves the
+/// whole value (an exchange future is kilobytes, of which an unstarted one uses a few words)
+/// into the box, a copy per request.
+#[inline(always)]
+fn boxed_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
