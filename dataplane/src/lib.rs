@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod boxed;
 pub mod config;
 pub mod http;
 pub mod http1;

@@ -217,13 +217,10 @@ async fn serve_h2<S>(
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let in_flight = Some(tracked.start());
         let req = req.map(|b| b.map_err(Into::into).boxed());
-        let response = respond(
-            req,
-            hcm.clone(),
-            runtime.clone(),
-            downstream.clone(),
-            in_flight,
-        );
+        // Boxed where it is built: hyper moves the service's future into the stream's
+        // future and that into a task of its own, two copies of it per stream otherwise.
+        let (hcm, runtime, downstream) = (hcm.clone(), runtime.clone(), downstream.clone());
+        let response = crate::boxed::in_place(|| respond(req, hcm, runtime, downstream, in_flight));
         async move { Ok::<_, Infallible>(response.await) }
     });
     let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -8,7 +8,7 @@
 
 use std::borrow::Borrow;
 use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -142,7 +142,7 @@ where
                 }
             }
             let exchange =
-                boxed_in_place(|| exchange(&mut io, &mut buf, opts, &mut handler, &drain));
+                crate::boxed::in_place(|| exchange(&mut io, &mut buf, opts, &mut handler, &drain));
             let next = tokio::select! {
                 next = exchange => next,
                 // A receiver of its own, made here: the exchange reads `drain` meanwhile, and an idle
@@ -578,12 +578,4 @@ fn empty() -> pool::Body {
     http_body_util::Empty::new()
         .map_err(|never| match never {})
         .boxed()
-}
-
-/// `Box::pin(make())` without building the future on the stack first: `Box::pin` moves the
-/// whole value (an exchange future is kilobytes, of which an unstarted one uses a few words)
-/// into the box, a copy per request.
-#[inline(always)]
-fn boxed_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
-    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
