@@ -92,10 +92,10 @@ where
             ready!(poll_write_all(io, &self.out, &mut self.at, cx)).map_err(WriteError::Io)?;
             self.out.clear();
             self.at = 0;
-            if let Some(Err(_)) = &self.first {
-                if let Some(Err(e)) = self.first.replace(Ok(())) {
-                    return Poll::Ready(Err(WriteError::Body(e)));
-                }
+            if matches!(self.first, Some(Err(_)))
+                && let Some(Err(e)) = self.first.replace(Ok(()))
+            {
+                return Poll::Ready(Err(WriteError::Body(e)));
             }
             if let Some(big) = &mut self.big {
                 while big.has_remaining() {
