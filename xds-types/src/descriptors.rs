@@ -28,11 +28,20 @@ pub fn pool() -> DescriptorPool {
         // the ~40 MB the pool spanned (measured: 540 KB in use holding 2.7 MB resident).
         // The vendored file is a build input, not peer or user data: failing to decode it is
         // a broken build, caught by the unit test below.
+        let decode = || DescriptorPool::decode(ENCODED);
         #[allow(clippy::expect_used)]
         let pool = std::thread::scope(|s| {
-            s.spawn(|| DescriptorPool::decode(ENCODED))
-                .join()
-                .expect("decoding the descriptor set does not panic")
+            match std::thread::Builder::new()
+                .name("descriptors".into())
+                .spawn_scoped(s, decode)
+            {
+                // A panic there is passed on, as if decoded here.
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No thread to be had (a process limit): decoded here, memory as before.
+                Err(_) => decode(),
+            }
         })
         .expect("vendored Envoy descriptor set decodes");
         (pool, Instant::now())
