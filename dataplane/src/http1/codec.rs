@@ -432,8 +432,8 @@ impl Hop {
             return true;
         }
         name == header::UPGRADE
-            || name.as_str() == "keep-alive"
-            || name.as_str() == "proxy-connection"
+            || name == crate::http::headers::KEEP_ALIVE
+            || name == crate::http::headers::PROXY_CONNECTION
     }
 
     /// Reads a `Connection` value's tokens; `true` when it names a field other than the

@@ -288,9 +288,9 @@ where
         }
         Err(HeadEnd::Refused(e)) => {
             tracing::debug!(error = ?e, "malformed request head");
-            let (next, refusal) = reply_error(io, e.status(), e.details(), opts).await;
+            let refusal = reply_error(io, e.status(), e.details(), opts).await;
             Box::pin(tell(handler, opts, refusal)).await;
-            return next;
+            return Next::Close;
         }
     };
     let RequestHead {
@@ -365,13 +365,12 @@ where
     let response = match response {
         Ok(r) => r,
         Err(PumpError::Malformed) => {
-            let (next, refusal) =
-                reply_error(io, StatusCode::BAD_REQUEST, codec::CODEC_ERROR, opts).await;
+            let refusal = reply_error(io, StatusCode::BAD_REQUEST, codec::CODEC_ERROR, opts).await;
             // Before the handler is dropped (its entry is logged then).
             if let Some(slot) = &body_refusal {
                 let _ = slot.0.set(refusal);
             }
-            return next;
+            return Next::Close;
         }
         Err(PumpError::Closed) => return Next::Close,
     };
@@ -532,13 +531,13 @@ where
 }
 
 /// Envoy's reply to a request its codec refused: the status, its reason as a text body,
-/// then close.
+/// and `connection: close` (the caller closes); what it was, for the access log.
 async fn reply_error<S: AsyncWrite + Unpin>(
     io: &mut S,
     status: StatusCode,
     details: &'static str,
     opts: &Options,
-) -> (Next, Refusal) {
+) -> Refusal {
     let reason = status.canonical_reason().unwrap_or("");
     let mut out = take_buffer();
     codec::write_status_line(&mut out, status);
@@ -556,12 +555,11 @@ async fn reply_error<S: AsyncWrite + Unpin>(
     out.extend_from_slice(reason.as_bytes());
     let _ = write_all(io, &out).await;
     give_buffer(out);
-    let refusal = Refusal {
+    Refusal {
         status: Some(status),
         details,
         body_bytes: reason.len() as u64,
-    };
-    (Next::Close, refusal)
+    }
 }
 
 /// `Connection: upgrade` with an `Upgrade` header.
