@@ -97,12 +97,12 @@ for line in open(path, errors="replace"):
             cfn = names.get(m.group(1), "")
         else:
             cfn = line[4:].strip()
-    elif line.startswith("fn=") :
+    elif line.startswith("fn="):
         m = re.match(r"fn=\((\d+)\)(?: (.*))?", line.strip())
         if m and m.group(2):
             names[m.group(1)] = m.group(2)
     elif line.startswith("calls=") and cfn is not None:
-        if cfn in ("malloc", "calloc", "realloc") or cfn.endswith("__rust_alloc") and False:
+        if cfn in ("malloc", "calloc", "realloc"):
             allocs += int(line.split()[0][6:])
         cfn = None
 print(f"instructions/request: {total / n:.0f}  mallocs/request: {allocs / n:.1f}  ({path})")

@@ -43,11 +43,9 @@ def measure(who, setup, seconds, workdir):
         run.run_wrk(f"http://127.0.0.1:{setup.http_port}/", 2, 50, workdir)  # warm-up
 
         def timed(load):
-            user0, sys0 = run.cpu_split(proc.pid)
-            r = load()
-            user1, sys1 = run.cpu_split(proc.pid)
+            r = run.timed(proc.pid, load)
             n = max(1, r["requests"])
-            return {"user": (user1 - user0) * 1e6 / n, "sys": (sys1 - sys0) * 1e6 / n,
+            return {"user": r["user_s"] * 1e6 / n, "sys": r["sys_s"] * 1e6 / n,
                     "rps": r["rps"], "p99_ms": r.get("p99_ms")}
 
         http = f"http://127.0.0.1:{setup.http_port}"

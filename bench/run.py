@@ -99,6 +99,17 @@ def cpu_seconds(pid):
     return sum(cpu_split(pid))
 
 
+def timed(pid, fn):
+    """Runs a load; its result gains the proxy's CPU seconds over it: `cpu_s`, and apart
+    `user_s` and `sys_s`."""
+    user0, sys0 = cpu_split(pid)
+    result = fn()
+    user1, sys1 = cpu_split(pid)
+    result["user_s"], result["sys_s"] = user1 - user0, sys1 - sys0
+    result["cpu_s"] = result["user_s"] + result["sys_s"]
+    return result
+
+
 def rss_mb(pid):
     total = 0
     for p in tree(pid):
@@ -336,42 +347,34 @@ def measure(name, setup, args, workdir):
     time.sleep(2)
     row = {"proxy": name, "rss_start_mb": rss_mb(proc.pid)}
     try:
-        def timed(fn):
-            before = cpu_seconds(proc.pid)
-            result = fn()
-            result["cpu_s"] = cpu_seconds(proc.pid) - before
-            return result
-
         run_wrk(f"http://127.0.0.1:{setup.http_port}/", 2, 50, workdir)  # warm-up
+        h1 = timed(proc.pid, lambda: run_wrk(f"http://127.0.0.1:{setup.http_port}/", args.seconds, 50, workdir))
+        h1["cpu_us_per_req"] = h1["cpu_s"] * 1e6 / max(1, h1["requests"])
         # User and kernel apart for h1: every proxy makes the same four socket calls per
         # request, so the kernel part is a floor none of them goes under.
-        user0, sys0 = cpu_split(proc.pid)
-        h1 = timed(lambda: run_wrk(f"http://127.0.0.1:{setup.http_port}/", args.seconds, 50, workdir))
-        user1, sys1 = cpu_split(proc.pid)
-        h1["cpu_us_per_req"] = h1["cpu_s"] * 1e6 / max(1, h1["requests"])
-        h1["user_us_per_req"] = (user1 - user0) * 1e6 / max(1, h1["requests"])
-        h1["sys_us_per_req"] = (sys1 - sys0) * 1e6 / max(1, h1["requests"])
+        h1["user_us_per_req"] = h1["user_s"] * 1e6 / max(1, h1["requests"])
+        h1["sys_us_per_req"] = h1["sys_s"] * 1e6 / max(1, h1["requests"])
         row["h1"] = h1
-        big = timed(lambda: run_wrk(f"http://127.0.0.1:{setup.http_port}/64k", args.seconds // 2, 50, workdir))
+        big = timed(proc.pid, lambda: run_wrk(f"http://127.0.0.1:{setup.http_port}/64k", args.seconds // 2, 50, workdir))
         big["cpu_us_per_req"] = big["cpu_s"] * 1e6 / max(1, big["requests"])
         row["h1_64k"] = big
-        h2 = timed(lambda: run_h2load(f"http://127.0.0.1:{setup.h2_port}/", args.seconds))
+        h2 = timed(proc.pid, lambda: run_h2load(f"http://127.0.0.1:{setup.h2_port}/", args.seconds))
         h2["cpu_us_per_req"] = h2["cpu_s"] * 1e6 / max(1, h2["requests"])
         row["h2"] = h2
-        tls_full = timed(lambda: run_s_time(setup.tls_port, args.seconds // 2))
+        tls_full = timed(proc.pid, lambda: run_s_time(setup.tls_port, args.seconds // 2))
         tls_full["cpu_us_per_hs"] = tls_full["cpu_s"] * 1e6 / tls_full["handshakes"]
         row["tls_full"] = tls_full
         # Resumed: wrk with a new connection per request resumes the TLS session (BENCH.md;
         # s_time -reuse does not, under TLS 1.3 it never reads the post-handshake ticket).
-        tls_resumed = timed(lambda: run_wrk(f"https://127.0.0.1:{setup.tls_port}/", args.seconds // 2, 10, workdir,
+        tls_resumed = timed(proc.pid, lambda: run_wrk(f"https://127.0.0.1:{setup.tls_port}/", args.seconds // 2, 10, workdir,
                                             headers=("Connection: close",)))
         tls_resumed["per_s"] = tls_resumed["rps"]
         tls_resumed["cpu_us_per_hs"] = tls_resumed["cpu_s"] * 1e6 / max(1, tls_resumed["requests"])
         row["tls_resumed"] = tls_resumed
-        tls_ka = timed(lambda: run_wrk(f"https://127.0.0.1:{setup.tls_port}/", args.seconds // 2, 50, workdir))
+        tls_ka = timed(proc.pid, lambda: run_wrk(f"https://127.0.0.1:{setup.tls_port}/", args.seconds // 2, 50, workdir))
         tls_ka["cpu_us_per_req"] = tls_ka["cpu_s"] * 1e6 / max(1, tls_ka["requests"])
         row["tls_keepalive"] = tls_ka
-        tcp = timed(lambda: run_iperf(setup.tcp_port, args.seconds // 2))
+        tcp = timed(proc.pid, lambda: run_iperf(setup.tcp_port, args.seconds // 2))
         tcp["cpu_s_per_gb"] = tcp["cpu_s"] / max(1e-9, tcp["bytes"] / 1e9)
         row["tcp"] = tcp
         row["idle"] = idle_memory(proc.pid, setup.http_port, args.idle, "bench")
