@@ -101,10 +101,14 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for AdsService {
     }
 }
 
+/// What a stream's driver queues for its response body: a response (boxed, to keep each
+/// stream's channel small: see `AdsServer::start`), or the status that ends the stream.
+pub type Queued<M> = Result<Box<M>, Status>;
+
 /// A stream's responses as its driver queues them, each written in chunks, then the gRPC
 /// status in the trailers.
 struct ResponseBody<M> {
-    responses: mpsc::Receiver<Result<M, Status>>,
+    responses: mpsc::Receiver<Queued<M>>,
     current: Option<Chunks<M>>,
     done: bool,
 }
@@ -130,7 +134,7 @@ impl<M: WireMessage + Unpin> http_body::Body for ResponseBody<M> {
             }
             let status = match ready!(this.responses.poll_recv(cx)) {
                 Some(Ok(message)) => {
-                    this.current = Some(message.chunks());
+                    this.current = Some((*message).chunks());
                     continue;
                 }
                 Some(Err(status)) => status,

@@ -90,7 +90,7 @@ impl AdsServer {
     fn start<P: Protocol>(
         &self,
         request: Request<grpc::Requests<P::Req>>,
-    ) -> mpsc::Receiver<Result<P::Resp, Status>> {
+    ) -> mpsc::Receiver<grpc::Queued<P::Resp>> {
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -109,6 +109,8 @@ impl AdsServer {
             None => None,
         };
         // One response queued per stream: a slow client holds back its own stream, not memory.
+        // (The channel allocates a block of 32 slots whatever its bound: boxed, a slot is 16
+        // bytes, not the response's 120, so each stream's channel holds 0.5 KB, not 4 KB.)
         let (tx, rx) = mpsc::channel(1);
         let handle = self.proxies.connect(P::KIND, peer);
         handle.update(|s| s.peer_identity = identity.clone());
@@ -250,7 +252,7 @@ impl Authorizer {
 /// One stream, from its first request to its end.
 async fn drive<P: Protocol>(
     mut requests: grpc::Requests<P::Req>,
-    tx: mpsc::Sender<Result<P::Resp, Status>>,
+    tx: mpsc::Sender<grpc::Queued<P::Resp>>,
     cache: SnapshotCache,
     handle: StreamHandle,
     mut shutdown: watch::Receiver<bool>,
@@ -329,7 +331,7 @@ async fn drive<P: Protocol>(
 }
 
 async fn send<P: Protocol>(
-    tx: &mpsc::Sender<Result<P::Resp, Status>>,
+    tx: &mpsc::Sender<grpc::Queued<P::Resp>>,
     handle: &StreamHandle,
     resp: P::Resp,
 ) -> bool {
@@ -340,7 +342,7 @@ async fn send<P: Protocol>(
         t.nonce_sent = Some(nonce);
     });
     crate::memory::note_activity();
-    tx.send(Ok(resp)).await.is_ok()
+    tx.send(Ok(Box::new(resp))).await.is_ok()
 }
 
 fn record(
