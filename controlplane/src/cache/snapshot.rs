@@ -144,20 +144,30 @@ impl Snapshot {
     /// Records what changed since `parent`, the snapshot this one replaces for the same nodes.
     /// A stream whose client is known to hold exactly `parent` then only looks at those names,
     /// so a one-endpoint change costs each stream O(1), not O(resources).
+    ///
+    /// Resources whose version did not change become the parent's own copies (same version,
+    /// same bytes): streams that have not caught up yet keep older snapshots alive, and a push
+    /// storm then holds a few snapshots that share all but what changed, not a few whole ones.
     pub fn with_parent(mut self, parent: &Snapshot) -> Self {
         let mut names: HashMap<String, Vec<String>> = HashMap::new();
-        let urls: std::collections::BTreeSet<&String> = self
+        let urls: std::collections::BTreeSet<String> = self
             .resources
             .keys()
             .chain(parent.resources.keys())
+            .cloned()
             .collect();
         for url in urls {
-            let (new, old) = (self.resources(url), parent.resources(url));
-            let mut changed: Vec<String> = new
-                .values()
-                .filter(|r| old.get(&r.name).map(|o| &o.version) != Some(&r.version))
-                .map(|r| r.name.clone())
-                .collect();
+            let old = parent.resources(&url);
+            let mut changed = Vec::new();
+            if let Some(new) = self.resources.get_mut(&url) {
+                for (name, resource) in new.iter_mut() {
+                    match old.get(name) {
+                        Some(o) if o.version == resource.version => *resource = o.clone(),
+                        _ => changed.push(name.clone()),
+                    }
+                }
+            }
+            let new = self.resources(&url);
             changed.extend(old.keys().filter(|n| !new.contains_key(*n)).cloned());
             if !changed.is_empty() {
                 names.insert(url.clone(), changed);

@@ -247,6 +247,13 @@ mod tests {
             assert_eq!(names(&fast), ["a", "d"]);
             assert_eq!(fast.removed, ["b"]);
         }
+        // The unchanged resource is the parent's copy; the changed and the new are not.
+        let shared = |name: &str| {
+            let (new, old) = (s2_fast.resources(URL), s1.resources(URL));
+            old.get(name).is_some_and(|o| Arc::ptr_eq(o, &new[name]))
+        };
+        assert!(shared("c"));
+        assert!(!shared("a") && !shared("d"));
     }
 
     #[test]
