@@ -1,5 +1,5 @@
 //! The `controlplane` binary as a user runs it: `validate` exit codes and messages, `serve`
-//! printing its addresses, `/ready`, and a clean exit on SIGTERM.
+//! printing its addresses, `/ready`, a clean exit on SIGTERM, and `--stream-window`.
 
 // A test's helpers fail the test by panicking; clippy only exempts `#[test]` functions.
 #![allow(clippy::unwrap_used)]
@@ -116,26 +116,8 @@ fn http_get(addr: &str, path: &str) -> String {
 
 #[test]
 fn serve_prints_its_addresses_is_ready_and_exits_0_on_sigterm() {
-    let child = bin()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(example())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
+    let (mut child, line) = serve(&[]);
     let child = &mut child.0;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
     let fields: Vec<&str> = line.trim().split(' ').collect();
     assert_eq!(fields[..2], ["controlplane", "listening"], "{line}");
     let xds = fields[2].strip_prefix("xds=").unwrap();
@@ -165,4 +147,79 @@ fn serve_prints_its_addresses_is_ready_and_exits_0_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(code.success(), "{code:?}");
+}
+
+/// Starts `controlplane serve` on the example config with `extra` arguments; returns the
+/// process and the line it printed with its addresses.
+fn serve(extra: &[&str]) -> (KillOnDrop, String) {
+    let child = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--config")
+        .arg(example())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
+/// `--stream-window`: a request many times the window (Envoy sends its ~16 KB node in every
+/// request) comes in over several window updates and is answered.
+#[tokio::test]
+async fn a_small_stream_window_still_takes_requests_bigger_than_it() {
+    use xds_types::pb::envoy::config::core::v3::Node;
+    use xds_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+    use xds_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+
+    let (_server, line) = serve(&["--stream-window", "1024"]);
+    let xds = line
+        .split(' ')
+        .find_map(|f| f.strip_prefix("xds="))
+        .unwrap();
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{xds}"))
+        .await
+        .unwrap();
+    let request = DeltaDiscoveryRequest {
+        node: Some(Node {
+            id: "big-node".into(),
+            cluster: "demo".into(),
+            user_agent_name: "x".repeat(20_000),
+            ..Default::default()
+        }),
+        type_url: xds_types::type_url::CLUSTER.into(),
+        ..Default::default()
+    };
+    // The stream stays open after the request (a closed side would end it).
+    let requests =
+        futures::StreamExt::chain(futures::stream::iter([request]), futures::stream::pending());
+    let mut responses = client
+        .delta_aggregated_resources(requests)
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), responses.message())
+        .await
+        .expect("a response within 10 s")
+        .unwrap()
+        .expect("a response, not the end of the stream");
+    assert_eq!(first.type_url, xds_types::type_url::CLUSTER);
+    assert!(!first.resources.is_empty(), "{first:?}");
+}
+
+#[test]
+fn a_stream_window_under_1024_is_refused_naming_the_flag() {
+    let out = bin()
+        .args(["serve", "--stream-window", "10", "--config"])
+        .arg(example())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--stream-window"), "{stderr}");
 }
