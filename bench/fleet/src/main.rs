@@ -37,8 +37,11 @@ struct Args {
     endpoints: usize,
     #[arg(long, default_value_t = 1000)]
     routes: usize,
-    /// Streams multiplexed on one HTTP/2 connection.
-    #[arg(long, default_value_t = 100)]
+    /// Streams multiplexed on one HTTP/2 connection. Each Envoy has its own connection, and
+    /// the controlplane's memory per proxy is mostly per connection (h2's buffers): 1 is the
+    /// real shape; more measure the streams alone. N streams take N open files here and in
+    /// the controlplane (`ulimit -n`).
+    #[arg(long, default_value_t = 1)]
     streams_per_connection: usize,
     /// Give up waiting for convergence after this many seconds.
     #[arg(long, default_value_t = 120)]
