@@ -250,6 +250,10 @@ impl Authorizer {
 }
 
 /// One stream, from its first request to its end.
+///
+/// What a request does is worked out by [`Driver::on_request`], a plain function: only its
+/// answer waits on the channel. The request and its outcome are not kept across that wait:
+/// each stream's task (10,000 of them for as many proxies) is ~2 KB, not ~3.7 KB.
 async fn drive<P: Protocol>(
     mut requests: grpc::Requests<P::Req>,
     tx: mpsc::Sender<grpc::Queued<P::Resp>>,
@@ -259,74 +263,128 @@ async fn drive<P: Protocol>(
     authorizer: Authorizer,
 ) {
     let mut generation = cache.subscribe();
-    let mut state = P::default();
-    let mut node: Option<Node> = None;
-    let mut snapshot: Option<Arc<Snapshot>> = None;
-    let resolve = |node: &Node, handle: &StreamHandle| {
-        let found = cache.snapshot_for(node);
+    let mut driver = Driver::<P> {
+        state: P::default(),
+        node: None,
+        snapshot: None,
+        cache,
+        handle,
+        authorizer,
+    };
+    loop {
+        let step = tokio::select! {
+            message = requests.message() => match message {
+                Ok(Some(req)) => driver.on_request(&req, &mut generation),
+                Ok(None) => break,
+                Err(e) => { debug!(error = %e, "xDS stream ended"); break }
+            },
+            changed = generation.changed() => {
+                if changed.is_err() { break }
+                let responses = driver.on_snapshot_change();
+                let any = !responses.is_empty();
+                for r in responses {
+                    if !send::<P>(&tx, &driver.handle, r).await { return }
+                }
+                if any {
+                    fanout::queued();
+                }
+                Step::Nothing
+            }
+            _ = shutdown.changed() => break,
+        };
+        match step {
+            Step::Nothing => {}
+            Step::Send(r) => {
+                if !send::<P>(&tx, &driver.handle, r).await {
+                    break;
+                }
+            }
+            Step::Refuse(status) => {
+                let _ = tx.send(Err(status)).await;
+                break;
+            }
+        }
+    }
+    if let Some(n) = driver.node {
+        info!(node = %n.id, stream = P::KIND, "proxy disconnected");
+    }
+}
+
+/// What a request asks of the stream.
+enum Step<R> {
+    Nothing,
+    Send(R),
+    /// End the stream with this status.
+    Refuse(Status),
+}
+
+/// A stream's state between its awaits.
+struct Driver<P: Protocol> {
+    state: P,
+    /// Boxed: a `Node` is 376 bytes inline, most of them empty fields.
+    node: Option<Box<Node>>,
+    snapshot: Option<Arc<Snapshot>>,
+    cache: SnapshotCache,
+    handle: StreamHandle,
+    authorizer: Authorizer,
+}
+
+impl<P: Protocol> Driver<P> {
+    fn on_request(&mut self, req: &P::Req, generation: &mut watch::Receiver<u64>) -> Step<P::Resp> {
+        if self.node.is_none() {
+            let Some(n) = P::node(req).cloned() else {
+                return Step::Refuse(Status::invalid_argument(
+                    "the first request must carry the node",
+                ));
+            };
+            if let Err(status) = self.authorizer.check(&n.id) {
+                warn!(node = %n.id, error = %status.message(), "xDS stream refused");
+                return Step::Refuse(status);
+            }
+            info!(node = %n.id, cluster = %n.cluster, stream = P::KIND, "proxy connected");
+            self.handle.update(|s| {
+                s.node_id = n.id.clone();
+                s.node_cluster = n.cluster.clone();
+            });
+            generation.mark_unchanged();
+            self.snapshot = self.resolve(&n);
+            if self.snapshot.is_none() {
+                warn!(node = %n.id, "no node group matches this node: it is served nothing");
+            }
+            self.node = Some(Box::new(n));
+        }
+        let url = P::type_url(req).to_string();
+        let (outcome, response) = self.state.on_request(req, self.snapshot.as_ref());
+        let sub = P::may_resubscribe(req)
+            .then(|| self.state.subscription(&url))
+            .flatten();
+        record(&self.handle, self.node.as_deref(), &url, &outcome, sub);
+        response.map_or(Step::Nothing, Step::Send)
+    }
+
+    /// The responses a new snapshot generation calls for.
+    fn on_snapshot_change(&mut self) -> Vec<P::Resp> {
+        let Some(n) = &self.node else {
+            return Vec::new();
+        };
+        self.snapshot = self.resolve(n);
+        match &self.snapshot {
+            Some(s) => self.state.on_snapshot(s),
+            None => Vec::new(),
+        }
+    }
+
+    /// The node's snapshot, recording its group in the status when it changed (every stream
+    /// resolves on every push; the group seldom changes).
+    fn resolve(&self, node: &Node) -> Option<Arc<Snapshot>> {
+        let found = self.cache.snapshot_for(node);
         let group = found.as_ref().map(|(g, _)| g.as_str());
-        handle.update(|s| {
-            // Every stream resolves on every push; the group seldom changes.
+        self.handle.update(|s| {
             if s.group.as_deref() != group {
                 s.group = group.map(str::to_string);
             }
         });
         found.map(|(_, s)| s)
-    };
-    loop {
-        tokio::select! {
-            message = requests.message() => {
-                let req = match message {
-                    Ok(Some(req)) => req,
-                    Ok(None) => break,
-                    Err(e) => { debug!(error = %e, "xDS stream ended"); break }
-                };
-                if node.is_none() {
-                    let Some(n) = P::node(&req).cloned() else {
-                        let _ = tx.send(Err(Status::invalid_argument("the first request must carry the node"))).await;
-                        break;
-                    };
-                    if let Err(status) = authorizer.check(&n.id) {
-                        warn!(node = %n.id, error = %status.message(), "xDS stream refused");
-                        let _ = tx.send(Err(status)).await;
-                        break;
-                    }
-                    info!(node = %n.id, cluster = %n.cluster, stream = P::KIND, "proxy connected");
-                    handle.update(|s| { s.node_id = n.id.clone(); s.node_cluster = n.cluster.clone(); });
-                    generation.mark_unchanged();
-                    snapshot = resolve(&n, &handle);
-                    if snapshot.is_none() {
-                        warn!(node = %n.id, "no node group matches this node: it is served nothing");
-                    }
-                    node = Some(n);
-                }
-                let url = P::type_url(&req).to_string();
-                let (outcome, response) = state.on_request(&req, snapshot.as_ref());
-                let sub = P::may_resubscribe(&req).then(|| state.subscription(&url)).flatten();
-                record(&handle, node.as_ref(), &url, &outcome, sub);
-                if let Some(r) = response && !send::<P>(&tx, &handle, r).await {
-                    break;
-                }
-            }
-            changed = generation.changed() => {
-                if changed.is_err() { break }
-                let Some(n) = &node else { continue };
-                snapshot = resolve(n, &handle);
-                let Some(s) = &snapshot else { continue };
-                let responses = state.on_snapshot(s);
-                let any = !responses.is_empty();
-                for r in responses {
-                    if !send::<P>(&tx, &handle, r).await { return }
-                }
-                if any {
-                    fanout::queued();
-                }
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
-    if let Some(n) = node {
-        info!(node = %n.id, stream = P::KIND, "proxy disconnected");
     }
 }
 
