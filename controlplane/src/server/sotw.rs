@@ -59,13 +59,29 @@ impl SotwState {
             _ => return (Outcome::Stale, None),
         };
         let wildcard = req.resource_names.is_empty() || req.resource_names.iter().any(|n| n == "*");
-        let names: BTreeSet<String> = req
+        // Every SotW ACK repeats the whole subscription (1,000 EDS names for 1,000 clusters):
+        // compare it with the current one by reference first, and copy the names only when
+        // they changed. At 10,000 streams an EDS push is followed by 10 million names acked.
+        let mut requested: Vec<&str> = req
             .resource_names
             .iter()
+            .map(String::as_str)
             .filter(|n| *n != "*")
-            .cloned()
             .collect();
-        let changed = state.sub.set_names(url, wildcard, names);
+        requested.sort_unstable();
+        requested.dedup();
+        let unchanged = state.sub.wildcard == wildcard
+            && state.sub.names.len() == requested.len()
+            && state
+                .sub
+                .names
+                .iter()
+                .map(String::as_str)
+                .eq(requested.iter().copied());
+        let changed = !unchanged && {
+            let names: BTreeSet<String> = requested.into_iter().map(str::to_string).collect();
+            state.sub.set_names(url, wildcard, names)
+        };
         // A first request is always answered for LDS/CDS (an empty set is an answer the client
         // waits for); a change of names is answered at once; an ACK or a NACK alone is not: a
         // NACK is not a request for a resend.

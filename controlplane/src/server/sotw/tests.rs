@@ -284,3 +284,45 @@ fn an_updated_eds_cluster_resends_its_unchanged_assignment() {
     let s3 = std::sync::Arc::new(two_eds_clusters("3", 2).with_parent(&s2));
     assert!(st.on_snapshot(&s3).is_empty());
 }
+
+#[test]
+fn an_ack_naming_the_same_set_in_another_order_is_not_a_change() {
+    let s1 = snapshot("1", &["a", "b", "c"], "x");
+    let mut st = SotwState::default();
+    let (_, r) = st.on_request(&req(EDS, &["b", "a"], "", ""), Some(&s1));
+    let r = r.unwrap();
+    assert_eq!(r.resources.len(), 2);
+    // The same names, reordered and repeated: an ACK, nothing to send.
+    let (o, none) = st.on_request(&req(EDS, &["a", "b", "a"], "1", &r.nonce), Some(&s1));
+    assert_eq!(
+        (o, none.is_none()),
+        (
+            Outcome::Ack {
+                version: "1".into()
+            },
+            true
+        )
+    );
+    assert_eq!(
+        st.subscription(EDS)
+            .map(|(w, n)| (w, n.iter().cloned().collect::<Vec<_>>())),
+        Some((false, vec!["a".to_string(), "b".to_string()]))
+    );
+    // One name more is a change, answered at once with what the client lacks.
+    let (_, r2) = st.on_request(&req(EDS, &["a", "c", "b"], "1", &r.nonce), Some(&s1));
+    let r2 = r2.unwrap();
+    assert_eq!(
+        r2.resources
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        ["c"]
+    );
+    // As many names as before with one repeated in place of another is a change too.
+    st.on_request(&req(EDS, &["a", "b", "b"], "1", &r2.nonce), Some(&s1));
+    assert_eq!(
+        st.subscription(EDS).map(|(_, n)| n.len()),
+        Some(2),
+        "the subscription is a and b again"
+    );
+}
