@@ -5,6 +5,8 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use crate::upstream::pool::UpstreamError;
+
 /// Who is to blame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -146,5 +148,45 @@ impl ProxyError {
             ProxyError::Protocol(_) => "UPE",
             ProxyError::BadRequest(_) => "DPE",
         }
+    }
+}
+
+/// What an upstream client's failure is, as Envoy classifies it.
+pub fn classify(e: UpstreamError) -> ProxyError {
+    use crate::http1::client::Error as H1;
+    match e {
+        UpstreamError::Http1(H1::Connect(reason)) => ProxyError::ConnectFailure(reason),
+        UpstreamError::Http1(H1::Reset(reason)) => ProxyError::Reset(reason),
+        UpstreamError::Http1(H1::Protocol(reason)) => ProxyError::Protocol(reason),
+        UpstreamError::Http2(e) => classify_http2(e),
+    }
+}
+
+fn classify_http2(e: hyper_util::client::legacy::Error) -> ProxyError {
+    // The whole cause chain: "connection refused", "timed out"...
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        source = s.source();
+    }
+    // A protocol violation by the upstream: hyper could not parse its HTTP/1 response, or the
+    // HTTP/2 codec detected the error itself ("error detected"; "error received" is the peer's
+    // own GOAWAY/RST, a reset). Envoy answers these 502 "protocol error".
+    let mut parse = false;
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        parse |= s
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_parse() || h.is_parse_status());
+        source = s.source();
+    }
+    if e.is_connect() {
+        ProxyError::ConnectFailure(reason)
+    } else if parse || reason.contains("error detected") {
+        ProxyError::Protocol(reason)
+    } else {
+        ProxyError::Reset(reason)
     }
 }

@@ -6,6 +6,9 @@ pub mod error;
 pub mod hash;
 pub mod headers;
 pub mod idle;
+mod reply;
+mod retry;
+mod rewrite;
 pub mod route;
 pub mod router;
 

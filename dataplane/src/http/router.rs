@@ -2,23 +2,23 @@
 //! or forward to a cluster's host with the route's timeout and retry policy.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Body as _;
 use rand::Rng;
 
 use super::Downstream;
-use super::error::ProxyError;
+use super::error::{ProxyError, classify};
 use super::hash::{self, RequestHash};
 use super::headers;
 use super::idle::IdleBody;
+use super::reply::{fail, full, set_server};
+use super::retry::{backoff, retry_error, retry_status};
+use super::rewrite::{redirect_reply, rewritten_path};
 use crate::config::listener::{HttpManager, RouteSource};
-use crate::config::route::{
-    Action, ClusterTarget, Forward, Redirect, RetryPolicy, Route, RouteTable, VirtualHost,
-};
+use crate::config::route::{Action, ClusterTarget, Forward, Route, RouteTable, VirtualHost};
 use crate::http1::server::BodyRefusal;
 use crate::http1::upgrade::OnUpgrade;
 use crate::observe::access_log::body::{Counted, Pending};
@@ -49,7 +49,7 @@ pub async fn handle(
 }
 
 /// What the access log is told as the request goes (nothing without access logs).
-type Log = Option<Box<Entry>>;
+pub(super) type Log = Option<Box<Entry>>;
 
 async fn respond(
     req: Request<Body>,
@@ -147,114 +147,6 @@ async fn respond(
     headers::apply_response(response.headers_mut(), &levels, &downstream);
     set_server(response.headers_mut(), hcm);
     response
-}
-
-fn full(b: Bytes) -> Body {
-    Full::new(b).map_err(|never| match never {}).boxed()
-}
-
-fn set_server(headers: &mut http::HeaderMap, hcm: &HttpManager) {
-    if let Some(v) = &hcm.server_name {
-        headers.insert(http::header::SERVER, v.clone());
-    }
-}
-
-/// The local reply for an error, its flag and details noted for the access log.
-fn fail(
-    hcm: &HttpManager,
-    e: &ProxyError,
-    levels: &[&crate::config::route::HeaderRules],
-    conn: &Downstream,
-    log: &mut Log,
-) -> Response<Body> {
-    if let Some(entry) = log {
-        entry.flags.insert(e.flag());
-        entry.details = Some(e.details());
-        entry.transport_failure = e.transport_failure();
-        entry.unsent_body_received();
-    }
-    local_reply(hcm, e, levels, conn)
-}
-
-/// Envoy's local reply for an error: its status, a text body, `server`.
-fn local_reply(
-    hcm: &HttpManager,
-    e: &ProxyError,
-    levels: &[&crate::config::route::HeaderRules],
-    conn: &Downstream,
-) -> Response<Body> {
-    let body = e.body();
-    let mut r = Response::new(full(Bytes::from(body.clone())));
-    *r.status_mut() = e.status();
-    if !body.is_empty() {
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain"),
-        );
-    }
-    headers::apply_response(r.headers_mut(), levels, conn);
-    set_server(r.headers_mut(), hcm);
-    tracing::debug!(flag = e.flag(), status = %e.status(), "local reply");
-    r
-}
-
-fn redirect_reply(
-    r: &Redirect,
-    parts: &http::request::Parts,
-    host: &str,
-    route: &Route,
-    conn: &Downstream,
-) -> Response<Body> {
-    let downstream_scheme = if conn.tls.is_some() { "https" } else { "http" };
-    let scheme = r.scheme.clone().unwrap_or_else(|| downstream_scheme.into());
-    let (orig_host, orig_port) = match host.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => {
-            (h.to_string(), Some(p.to_string()))
-        }
-        _ => (host.to_string(), None),
-    };
-    let host = r.host.clone().unwrap_or(orig_host);
-    // The port: an explicit port_redirect; else the original one unless the scheme changed
-    // to one whose default port applies.
-    // A new host or scheme drops the original port (Envoy: host_redirect replaces the authority).
-    let port = match (r.port, &r.scheme, &r.host) {
-        (Some(p), _, _) => Some(p.to_string()),
-        (None, None, None) => orig_port,
-        _ => None,
-    };
-    let path = parts.uri.path();
-    let path = match (&r.path, &r.prefix_rewrite) {
-        (Some(p), _) => p.clone(),
-        (None, Some(prefix)) => prefix_rewrite(path, matched_len(route, path), prefix),
-        _ => path.to_string(),
-    };
-    let query = match parts.uri.query() {
-        Some(q) if !r.strip_query && !path.contains('?') => format!("?{q}"),
-        _ => String::new(),
-    };
-    let location = match port {
-        Some(p) => format!("{scheme}://{host}:{p}{path}{query}"),
-        None => format!("{scheme}://{host}{path}{query}"),
-    };
-    let mut resp = Response::new(full(Bytes::new()));
-    *resp.status_mut() = r.status;
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(http::header::LOCATION, v);
-    }
-    resp
-}
-
-/// How much of `path` the route's path matcher matched (what a prefix rewrite replaces).
-fn matched_len(route: &Route, path: &str) -> usize {
-    use crate::config::route::PathMatch;
-    match &route.matcher.path {
-        PathMatch::Prefix(p) | PathMatch::Separated(p) | PathMatch::Exact(p) => p.len(),
-        PathMatch::Regex(_) => path.len(),
-    }
-}
-
-fn prefix_rewrite(path: &str, matched: usize, replacement: &str) -> String {
-    format!("{replacement}{}", path.get(matched..).unwrap_or(""))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -572,75 +464,6 @@ fn splice_upgrade(downstream: OnUpgrade, upstream: OnUpgrade) {
     });
 }
 
-fn classify(e: pool::UpstreamError) -> ProxyError {
-    use crate::http1::client::Error as H1;
-    match e {
-        pool::UpstreamError::Http1(H1::Connect(reason)) => ProxyError::ConnectFailure(reason),
-        pool::UpstreamError::Http1(H1::Reset(reason)) => ProxyError::Reset(reason),
-        pool::UpstreamError::Http1(H1::Protocol(reason)) => ProxyError::Protocol(reason),
-        pool::UpstreamError::Http2(e) => classify_http2(e),
-    }
-}
-
-fn classify_http2(e: hyper_util::client::legacy::Error) -> ProxyError {
-    // The whole cause chain: "connection refused", "timed out"...
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        source = s.source();
-    }
-    // A protocol violation by the upstream: hyper could not parse its HTTP/1 response, or the
-    // HTTP/2 codec detected the error itself ("error detected"; "error received" is the peer's
-    // own GOAWAY/RST, a reset). Envoy answers these 502 "protocol error".
-    let mut parse = false;
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        parse |= s
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_parse() || h.is_parse_status());
-        source = s.source();
-    }
-    if e.is_connect() {
-        ProxyError::ConnectFailure(reason)
-    } else if parse || reason.contains("error detected") {
-        ProxyError::Protocol(reason)
-    } else {
-        ProxyError::Reset(reason)
-    }
-}
-
-fn retry_status(p: &RetryPolicy, status: StatusCode) -> bool {
-    let code = status.as_u16();
-    (p.on_5xx && code >= 500)
-        || (p.on_gateway_error && matches!(code, 502..=504))
-        || (p.on_retriable_4xx && code == 409)
-        || p.retriable_status_codes.contains(&code)
-}
-
-fn retry_error(p: &RetryPolicy, e: &ProxyError) -> bool {
-    match e {
-        ProxyError::ConnectFailure(_) => p.on_connect_failure || p.on_5xx || p.on_gateway_error,
-        ProxyError::Reset(_) | ProxyError::Protocol(_) => {
-            p.on_reset || p.on_5xx || p.on_gateway_error
-        }
-        ProxyError::Timeout(_) => p.on_5xx || p.on_gateway_error,
-        _ => false,
-    }
-}
-
-/// Envoy's retry back-off: a random time up to base * 2^attempt, capped at max_interval.
-async fn backoff(retry: Option<&RetryPolicy>, attempt: u32) {
-    let Some(r) = retry else { return };
-    let ceiling = r
-        .base_interval
-        .saturating_mul(1u32 << attempt.min(10))
-        .min(r.max_interval);
-    let ms = rand::rng().random_range(0..=ceiling.as_millis().max(1) as u64);
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-}
-
 fn weighted(list: &[(String, u32)]) -> &str {
     let total: u64 = list.iter().map(|(_, w)| u64::from(*w)).sum();
     let mut r = rand::rng().random_range(0..total.max(1));
@@ -651,30 +474,4 @@ fn weighted(list: &[(String, u32)]) -> &str {
         r -= u64::from(*w);
     }
     list.last().map_or("", |(n, _)| n.as_str())
-}
-
-/// The path (and query) sent upstream, after prefix_rewrite / regex_rewrite.
-fn rewritten_path(
-    parts: &http::request::Parts,
-    route: &Route,
-    fwd: &Forward,
-) -> Result<http::uri::PathAndQuery, ProxyError> {
-    let path = parts.uri.path();
-    let rewritten = if let Some(prefix) = &fwd.prefix_rewrite {
-        prefix_rewrite(path, matched_len(route, path), prefix)
-    } else if let Some((re, sub)) = &fwd.regex_rewrite {
-        re.replace_all(path, sub.as_str()).into_owned()
-    } else {
-        // No rewrite: the request's own path and query, shared, not copied.
-        return Ok(parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
-    };
-    let full = match parts.uri.query() {
-        Some(q) => format!("{rewritten}?{q}"),
-        None => rewritten,
-    };
-    http::uri::PathAndQuery::try_from(full).map_err(|e| ProxyError::BadRequest(e.to_string()))
 }
