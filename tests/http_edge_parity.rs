@@ -5,7 +5,8 @@
 //!   is forwarded, with `connection: close`, and the downstream connection is closed;
 //! - request trailers, HTTP/1 chunked and HTTP/2, to HTTP/1 and HTTP/2 upstreams, and the
 //!   response trailers an HTTP/2 client gets (as gRPC's `grpc-status`);
-//! - obs-fold (a header line continued by one starting with whitespace).
+//! - obs-fold (a header line continued by one starting with whitespace), in a request and in
+//!   an upstream's response.
 
 #![allow(clippy::unwrap_used)]
 
@@ -41,10 +42,12 @@ struct Upstreams {
     h2: u16,
     early_close: u16,
     early_open: u16,
+    folding: u16,
 }
 
 fn bootstrap(port: u16, u: &Upstreams) -> String {
     let routes = r#"{ match: { prefix: "/early-close" }, route: { cluster: early_close } },
+        { match: { prefix: "/fold-up" }, route: { cluster: folding } },
         { match: { prefix: "/early-open" }, route: { cluster: early_open } },
         { match: { prefix: "/h2/retry/" }, route: { cluster: h2, retry_policy: { retry_on: 5xx, num_retries: 1 } } },
         { match: { prefix: "/h2/" }, route: { cluster: h2 } },
@@ -55,18 +58,33 @@ admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
 static_resources:
   listeners:
   - {{ name: http, address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}, filter_chains: [ {{ filters: [ {{ name: envoy.filters.network.http_connection_manager, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, route_config: {{ virtual_hosts: [ {{ name: v, domains: ["*"], routes: [ {routes} ] }} ] }}, http_filters: [ {{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }} ] }} }} ] }} ] }}
-  clusters: [ {}, {}, {}, {} ]
+  clusters: [ {}, {}, {}, {}, {} ]
 "#,
         cluster("h1", u.h1, ""),
         cluster("h2", u.h2, H2),
         cluster("early_close", u.early_close, ""),
         cluster("early_open", u.early_open, ""),
+        cluster("folding", u.folding, ""),
     )
 }
 
 /// An HTTP/1 upstream that answers `200 early` as soon as it has a request head, without
 /// reading the body; then closes at once (`close`), or keeps reading what comes.
 async fn early_upstream(close: bool) -> u16 {
+    if close {
+        raw_upstream(
+            "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 5\r\n\r\nearly",
+            false,
+        )
+        .await
+    } else {
+        raw_upstream("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly", true).await
+    }
+}
+
+/// An HTTP/1 upstream that writes `reply` as soon as it has a request head; then keeps
+/// reading what comes (`keep_reading`) or closes.
+async fn raw_upstream(reply: &'static str, keep_reading: bool) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -80,13 +98,7 @@ async fn early_upstream(close: bool) -> u16 {
                         _ => return,
                     }
                 }
-                let status = if close {
-                    "413 Payload Too Large"
-                } else {
-                    "200 OK"
-                };
-                let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 5\r\n\r\nearly");
-                if s.write_all(reply.as_bytes()).await.is_err() || close {
+                if s.write_all(reply.as_bytes()).await.is_err() || !keep_reading {
                     return;
                 }
                 while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
@@ -95,6 +107,10 @@ async fn early_upstream(close: bool) -> u16 {
     });
     port
 }
+
+/// A response header folded over two lines (obs-fold), from the upstream.
+const FOLDED_RESPONSE: &str =
+    "HTTP/1.1 200 OK\r\nx-up: a\r\n  b\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
 
 /// What a client saw of an early answer: the response, and whether the proxy closed the
 /// connection after it (while the client was still sending its body).
@@ -270,6 +286,7 @@ async fn edge_cases_match_envoy() {
         h2: h2.port(),
         early_close: early_upstream(true).await,
         early_open: early_upstream(false).await,
+        folding: raw_upstream(FOLDED_RESPONSE, false).await,
     };
     let (envoy_port, our_port) = (free_port(), free_port());
     let _envoy =
@@ -357,6 +374,22 @@ async fn edge_cases_match_envoy() {
                 fold(&o)
             ));
         }
+    }
+    // obs-fold in the upstream's response head.
+    let request = "GET /fold-up HTTP/1.1\r\nhost: edge\r\nconnection: close\r\n\r\n";
+    let (e, o) = (raw(envoy, request).await, raw(ours, request).await);
+    let fold = |r: &http::Reply| (r.status, r.header("x-up").map(str::to_string));
+    println!(
+        "upstream obs-fold: Envoy {:?}, ours {:?}",
+        fold(&e),
+        fold(&o)
+    );
+    if fold(&e) != fold(&o) {
+        disagreements.push(format!(
+            "upstream obs-fold: Envoy {:?}, ours {:?}",
+            fold(&e),
+            fold(&o)
+        ));
     }
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }

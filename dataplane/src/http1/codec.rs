@@ -257,8 +257,9 @@ const REQUEST_ROOM: usize = 6;
 const RESPONSE_ROOM: usize = 4;
 
 /// The header map of a frozen head, values sharing its bytes, with `room` for more. With
-/// `unfold`, an obsolete line folding (responses only) becomes spaces, as RFC 9112
-/// section 5.2 allows.
+/// `unfold`, an obsolete line folding (responses only) loses its line break and keeps the
+/// whitespace after it, as Envoy 1.40 forwards it (`a CRLF SP SP b` is `a  b`; compared in
+/// tests/http_edge_parity.rs), and as [`unfold`] does for requests.
 fn header_map(
     head: &Bytes,
     fields: &[Field],
@@ -279,11 +280,12 @@ fn header_map(
         let value = match HeaderValue::from_maybe_shared(raw.clone()) {
             Ok(value) => value,
             Err(_) if unfold => {
-                let spaced: Vec<u8> = raw
+                let joined: Vec<u8> = raw
                     .iter()
-                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                    .copied()
+                    .filter(|&b| b != b'\r' && b != b'\n')
                     .collect();
-                HeaderValue::from_bytes(&spaced).map_err(|_| HeadError::Bad)?
+                HeaderValue::from_bytes(&joined).map_err(|_| HeadError::Bad)?
             }
             Err(_) => return Err(HeadError::Bad),
         };
