@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod bootstrap;
 pub mod boxed;
+pub mod causes;
 pub mod config;
 pub mod http;
 pub mod http1;

@@ -164,24 +164,14 @@ pub fn classify(e: UpstreamError) -> ProxyError {
 
 fn classify_http2(e: hyper_util::client::legacy::Error) -> ProxyError {
     // The whole cause chain: "connection refused", "timed out"...
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        source = s.source();
-    }
+    let reason = crate::causes::with_causes(&e);
     // A protocol violation by the upstream: hyper could not parse its HTTP/1 response, or the
     // HTTP/2 codec detected the error itself ("error detected"; "error received" is the peer's
     // own GOAWAY/RST, a reset). Envoy answers these 502 "protocol error".
-    let mut parse = false;
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        parse |= s
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_parse() || h.is_parse_status());
-        source = s.source();
-    }
+    let parse = crate::causes::sources(&e).any(|s| {
+        s.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_parse() || h.is_parse_status())
+    });
     if e.is_connect() {
         ProxyError::ConnectFailure(reason)
     } else if parse || reason.contains("error detected") {

@@ -441,12 +441,5 @@ impl XdsClient {
 /// tonic's connect error says only "transport error"; the TLS reason (unknown CA, certificate
 /// required...) is in its sources, and is what the operator needs in the log.
 fn tls_error(e: tonic::transport::Error) -> anyhow::Error {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    anyhow::anyhow!(message)
+    anyhow::anyhow!(crate::causes::with_causes(&e))
 }
