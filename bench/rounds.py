@@ -44,8 +44,7 @@ def measure(who, setup, seconds, workdir):
 
         def timed(load):
             r = run.timed(proc.pid, load)
-            n = max(1, r["requests"])
-            return {"user": r["user_s"] * 1e6 / n, "sys": r["sys_s"] * 1e6 / n,
+            return {"user": r["user_us_per_req"], "sys": r["sys_us_per_req"],
                     "rps": r["rps"], "p99_ms": r.get("p99_ms")}
 
         http = f"http://127.0.0.1:{setup.http_port}"

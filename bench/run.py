@@ -101,12 +101,18 @@ def cpu_seconds(pid):
 
 def timed(pid, fn):
     """Runs a load; its result gains the proxy's CPU seconds over it: `cpu_s`, and apart
-    `user_s` and `sys_s`."""
+    `user_s` and `sys_s`; for a load that counts requests, also per request:
+    `cpu_us_per_req`, `user_us_per_req` and `sys_us_per_req`."""
     user0, sys0 = cpu_split(pid)
     result = fn()
     user1, sys1 = cpu_split(pid)
     result["user_s"], result["sys_s"] = user1 - user0, sys1 - sys0
     result["cpu_s"] = result["user_s"] + result["sys_s"]
+    if "requests" in result:
+        n = max(1, result["requests"])
+        result["cpu_us_per_req"] = result["cpu_s"] * 1e6 / n
+        result["user_us_per_req"] = result["user_s"] * 1e6 / n
+        result["sys_us_per_req"] = result["sys_s"] * 1e6 / n
     return result
 
 
@@ -348,19 +354,10 @@ def measure(name, setup, args, workdir):
     row = {"proxy": name, "rss_start_mb": rss_mb(proc.pid)}
     try:
         run_wrk(f"http://127.0.0.1:{setup.http_port}/", 2, 50, workdir)  # warm-up
-        h1 = timed(proc.pid, lambda: run_wrk(f"http://127.0.0.1:{setup.http_port}/", args.seconds, 50, workdir))
-        h1["cpu_us_per_req"] = h1["cpu_s"] * 1e6 / max(1, h1["requests"])
-        # User and kernel apart for h1: every proxy makes the same four socket calls per
-        # request, so the kernel part is a floor none of them goes under.
-        h1["user_us_per_req"] = h1["user_s"] * 1e6 / max(1, h1["requests"])
-        h1["sys_us_per_req"] = h1["sys_s"] * 1e6 / max(1, h1["requests"])
-        row["h1"] = h1
-        big = timed(proc.pid, lambda: run_wrk(f"http://127.0.0.1:{setup.http_port}/64k", args.seconds // 2, 50, workdir))
-        big["cpu_us_per_req"] = big["cpu_s"] * 1e6 / max(1, big["requests"])
-        row["h1_64k"] = big
-        h2 = timed(proc.pid, lambda: run_h2load(f"http://127.0.0.1:{setup.h2_port}/", args.seconds))
-        h2["cpu_us_per_req"] = h2["cpu_s"] * 1e6 / max(1, h2["requests"])
-        row["h2"] = h2
+        row["h1"] = timed(proc.pid, lambda: run_wrk(f"http://127.0.0.1:{setup.http_port}/", args.seconds, 50, workdir))
+        row["h1_64k"] = timed(proc.pid, lambda: run_wrk(f"http://127.0.0.1:{setup.http_port}/64k", args.seconds // 2, 50,
+                                                       workdir))
+        row["h2"] = timed(proc.pid, lambda: run_h2load(f"http://127.0.0.1:{setup.h2_port}/", args.seconds))
         tls_full = timed(proc.pid, lambda: run_s_time(setup.tls_port, args.seconds // 2))
         tls_full["cpu_us_per_hs"] = tls_full["cpu_s"] * 1e6 / tls_full["handshakes"]
         row["tls_full"] = tls_full
@@ -369,11 +366,10 @@ def measure(name, setup, args, workdir):
         tls_resumed = timed(proc.pid, lambda: run_wrk(f"https://127.0.0.1:{setup.tls_port}/", args.seconds // 2, 10, workdir,
                                             headers=("Connection: close",)))
         tls_resumed["per_s"] = tls_resumed["rps"]
-        tls_resumed["cpu_us_per_hs"] = tls_resumed["cpu_s"] * 1e6 / max(1, tls_resumed["requests"])
+        tls_resumed["cpu_us_per_hs"] = tls_resumed["cpu_us_per_req"]  # a handshake per request
         row["tls_resumed"] = tls_resumed
-        tls_ka = timed(proc.pid, lambda: run_wrk(f"https://127.0.0.1:{setup.tls_port}/", args.seconds // 2, 50, workdir))
-        tls_ka["cpu_us_per_req"] = tls_ka["cpu_s"] * 1e6 / max(1, tls_ka["requests"])
-        row["tls_keepalive"] = tls_ka
+        row["tls_keepalive"] = timed(proc.pid, lambda: run_wrk(f"https://127.0.0.1:{setup.tls_port}/", args.seconds // 2,
+                                                               50, workdir))
         tcp = timed(proc.pid, lambda: run_iperf(setup.tcp_port, args.seconds // 2))
         tcp["cpu_s_per_gb"] = tcp["cpu_s"] / max(1e-9, tcp["bytes"] / 1e9)
         row["tcp"] = tcp
@@ -404,6 +400,8 @@ def table(rows):
         lines.append(
             f"| {r['proxy']} | {fmt(g('h1', 'rps'), '.0f')} | {fmt(g('h1', 'p50_ms'), '.2f')} | "
             f"{fmt(g('h1', 'p99_ms'), '.2f')} | {fmt(g('h1', 'p999_ms'), '.2f')} | {fmt(g('h1', 'cpu_us_per_req'), '.1f')} | "
+            # User and kernel apart for h1: every proxy makes the same four socket calls per
+            # request, so the kernel part is a floor none of them goes under.
             f"{fmt(g('h1', 'user_us_per_req'), '.1f')} + {fmt(g('h1', 'sys_us_per_req'), '.1f')} | "
             f"{fmt(g('h1_64k', 'rps'), '.0f')} | {fmt(g('h1_64k', 'cpu_us_per_req'), '.1f')} | "
             f"{fmt(g('h2', 'rps'), '.0f')} | {fmt(g('h2', 'cpu_us_per_req'), '.1f')} | "
