@@ -8,11 +8,11 @@
 
 use std::collections::HashMap;
 
-use xds_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use xds_types::type_url;
 
 use super::Outcome;
 use super::names::Names;
+use super::request::DeltaRequest;
 use super::stream::TypeSubscription;
 use super::wire::DeltaResponse;
 use std::sync::Arc;
@@ -40,7 +40,7 @@ impl DeltaState {
     /// response it calls for now, if any.
     pub fn on_request(
         &mut self,
-        req: &DeltaDiscoveryRequest,
+        req: &DeltaRequest,
         snapshot: Option<&Arc<Snapshot>>,
     ) -> (Outcome, Option<DeltaResponse>) {
         let url = req.type_url.as_str();

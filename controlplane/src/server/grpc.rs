@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 use tonic::server::NamedService;
 
+use super::request::ReadRequest;
 use super::wire::{Chunks, WireMessage};
 use super::{AdsServer, Protocol, delta::DeltaState, sotw::SotwState};
 
@@ -162,7 +163,7 @@ pub struct Requests<T> {
     _message: PhantomData<fn() -> T>,
 }
 
-impl<T: prost::Message + Default> Requests<T> {
+impl<T: ReadRequest> Requests<T> {
     /// The next request, `None` when the client closed its side, or the error that ends the
     /// stream (as tonic's decoder would: INTERNAL for bytes that do not decode, OUT_OF_RANGE
     /// for a message over the limit).
@@ -204,11 +205,15 @@ impl<T: prost::Message + Default> Requests<T> {
                  {MAX_REQUEST} bytes"
             )));
         }
-        let Some(bytes) = self.buf.get(5..5 + len) else {
+        if self.buf.len() < 5 + len {
             return Ok(None);
-        };
-        let message = T::decode(bytes).map_err(|e| Status::internal(e.to_string()))?;
-        self.buf.advance(5 + len);
+        }
+        // Decoded from shared bytes: the fields kept as bytes (names, the node) are slices of
+        // this message, not copies (see `super::request`).
+        let mut message = self.buf.split_to(5 + len).freeze();
+        message.advance(5);
+        let message = T::decode(message).map_err(|e| Status::internal(e.to_string()))?;
+        message.check()?;
         if self.buf.is_empty() {
             // Give the allocation back: a first request naming 1,000 clusters is ~30 KB, and
             // the stream's later requests (ACKs) are a few hundred bytes.
@@ -221,6 +226,7 @@ impl<T: prost::Message + Default> Requests<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::request::SotwRequest;
     use prost::Message;
     use xds_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
@@ -243,7 +249,7 @@ mod tests {
         out
     }
 
-    fn requests(bytes: Vec<u8>, frame: usize) -> Requests<DiscoveryRequest> {
+    fn requests(bytes: Vec<u8>, frame: usize) -> Requests<SotwRequest> {
         Requests {
             body: body(bytes, frame),
             buf: BytesMut::new(),
@@ -264,9 +270,10 @@ mod tests {
         };
         let mut bytes = framed(&first);
         bytes.extend(framed(&second));
+        let read = |m: &DiscoveryRequest| SotwRequest::decode(&m.encode_to_vec()[..]).ok();
         let mut requests = requests(bytes, 7);
-        assert_eq!(requests.message().await.unwrap(), Some(first));
-        assert_eq!(requests.message().await.unwrap(), Some(second));
+        assert_eq!(requests.message().await.unwrap(), read(&first));
+        assert_eq!(requests.message().await.unwrap(), read(&second));
         assert_eq!(requests.buf.capacity(), 0);
         assert_eq!(requests.message().await.unwrap(), None);
     }
@@ -285,6 +292,13 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::Internal);
+        // A resource name that is not UTF-8 (field 3, length 1, 0xff), as prost refuses it.
+        let e = requests(vec![0, 0, 0, 0, 3, 0x1a, 0x01, 0xff], 100)
+            .message()
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Internal);
+        assert!(e.message().contains("not UTF-8"), "{}", e.message());
         let cut = framed(&DiscoveryRequest::default())[..3].to_vec();
         let e = requests(cut, 1).message().await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::Internal);

@@ -13,6 +13,7 @@ pub mod delta;
 pub mod fanout;
 pub mod grpc;
 pub mod names;
+pub mod request;
 pub mod sotw;
 pub mod stream;
 pub mod wire;
@@ -23,9 +24,9 @@ use tokio::sync::{mpsc, watch};
 use tonic::{Request, Status};
 use tracing::{debug, info, warn};
 use xds_types::pb::envoy::config::core::v3::Node;
-use xds_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use xds_types::type_url::short_name;
 
+use request::{DeltaRequest, ReadRequest, SotwRequest};
 use wire::{DeltaResponse, SotwResponse, WireMessage};
 
 use crate::cache::{Snapshot, SnapshotCache};
@@ -132,10 +133,9 @@ impl AdsServer {
 
 /// What the stream driver needs of a protocol's state machine.
 trait Protocol: Default + Send + 'static {
-    type Req: prost::Message + Default + Send + 'static;
+    type Req: ReadRequest + Send + 'static;
     type Resp: WireMessage + Unpin;
     const KIND: &'static str;
-    fn node(req: &Self::Req) -> Option<&Node>;
     fn type_url(req: &Self::Req) -> &str;
     /// Whether the request may change the subscription (else the status keeps the last one).
     fn may_resubscribe(_req: &Self::Req) -> bool {
@@ -153,12 +153,9 @@ trait Protocol: Default + Send + 'static {
 }
 
 impl Protocol for sotw::SotwState {
-    type Req = DiscoveryRequest;
+    type Req = SotwRequest;
     type Resp = SotwResponse;
     const KIND: &'static str = "sotw";
-    fn node(req: &Self::Req) -> Option<&Node> {
-        req.node.as_ref()
-    }
     fn type_url(req: &Self::Req) -> &str {
         &req.type_url
     }
@@ -181,16 +178,13 @@ impl Protocol for sotw::SotwState {
 }
 
 impl Protocol for delta::DeltaState {
-    type Req = DeltaDiscoveryRequest;
+    type Req = DeltaRequest;
     type Resp = DeltaResponse;
     const KIND: &'static str = "delta";
     fn may_resubscribe(req: &Self::Req) -> bool {
         req.response_nonce.is_empty()
             || !req.resource_names_subscribe.is_empty()
             || !req.resource_names_unsubscribe.is_empty()
-    }
-    fn node(req: &Self::Req) -> Option<&Node> {
-        req.node.as_ref()
     }
     fn type_url(req: &Self::Req) -> &str {
         &req.type_url
@@ -332,10 +326,15 @@ struct Driver<P: Protocol> {
 impl<P: Protocol> Driver<P> {
     fn on_request(&mut self, req: &P::Req, generation: &mut watch::Receiver<u64>) -> Step<P::Resp> {
         if self.node.is_none() {
-            let Some(n) = P::node(req).cloned() else {
-                return Step::Refuse(Status::invalid_argument(
-                    "the first request must carry the node",
-                ));
+            // Only the first request's node is read; later ones are not even decoded.
+            let n = match request::node(req) {
+                Some(Ok(n)) => n,
+                Some(Err(status)) => return Step::Refuse(status),
+                None => {
+                    return Step::Refuse(Status::invalid_argument(
+                        "the first request must carry the node",
+                    ));
+                }
             };
             if let Err(status) = self.authorizer.check(&n.id) {
                 warn!(node = %n.id, error = %status.message(), "xDS stream refused");

@@ -7,11 +7,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use xds_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use xds_types::type_url;
 
 use super::Outcome;
 use super::names::Names;
+use super::request::SotwRequest;
 use super::stream::TypeSubscription;
 use super::wire::SotwResponse;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ impl SotwState {
     /// it calls for now, if any.
     pub fn on_request(
         &mut self,
-        req: &DiscoveryRequest,
+        req: &SotwRequest,
         snapshot: Option<&Arc<Snapshot>>,
     ) -> (Outcome, Option<SotwResponse>) {
         let url = req.type_url.as_str();
@@ -58,16 +58,12 @@ impl SotwState {
             // and will answer it too (xDS protocol, "when to send an update").
             _ => return (Outcome::Stale, None),
         };
-        let wildcard = req.resource_names.is_empty() || req.resource_names.iter().any(|n| n == "*");
+        let wildcard = req.resource_names.is_empty() || req.names().any(|n| n == b"*");
         // Every SotW ACK repeats the whole subscription (1,000 EDS names for 1,000 clusters):
         // compare it with the current one by reference first, and copy the names only when
         // they changed. At 10,000 streams an EDS push is followed by 10 million names acked.
-        let mut requested: Vec<&str> = req
-            .resource_names
-            .iter()
-            .map(String::as_str)
-            .filter(|n| *n != "*")
-            .collect();
+        // (Byte order is `str` order, and the names are UTF-8: `Requests` checked them.)
+        let mut requested: Vec<&[u8]> = req.names().filter(|n| *n != b"*").collect();
         requested.sort_unstable();
         requested.dedup();
         let unchanged = state.sub.wildcard == wildcard
@@ -76,10 +72,13 @@ impl SotwState {
                 .sub
                 .names
                 .iter()
-                .map(String::as_str)
+                .map(String::as_bytes)
                 .eq(requested.iter().copied());
         let changed = !unchanged && {
-            let names: BTreeSet<String> = requested.into_iter().map(str::to_string).collect();
+            let names: BTreeSet<String> = requested
+                .into_iter()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect();
             state.sub.set_names(url, wildcard, names)
         };
         // A first request is always answered for LDS/CDS (an empty set is an answer the client

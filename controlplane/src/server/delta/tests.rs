@@ -22,8 +22,8 @@ fn snapshot(version: &str, clusters: &[(&str, i64)]) -> std::sync::Arc<Snapshot>
     std::sync::Arc::new(Snapshot::new(version, anys).unwrap())
 }
 
-fn req(sub: &[&str], unsub: &[&str], nonce: &str) -> DeltaDiscoveryRequest {
-    DeltaDiscoveryRequest {
+fn req(sub: &[&str], unsub: &[&str], nonce: &str) -> DeltaRequest {
+    DeltaRequest {
         type_url: CDS.into(),
         resource_names_subscribe: sub.iter().map(|s| s.to_string()).collect(),
         resource_names_unsubscribe: unsub.iter().map(|s| s.to_string()).collect(),
@@ -106,7 +106,7 @@ fn reconnect_with_initial_resource_versions_sends_only_differences() {
     let mut again = DeltaState::default();
     let mut initial = versions.clone();
     initial.insert("gone".into(), "old".into());
-    let rq = DeltaDiscoveryRequest {
+    let rq = DeltaRequest {
         initial_resource_versions: initial,
         ..req(&["*"], &[], "")
     };
@@ -120,7 +120,7 @@ fn nack_recorded_without_resend_and_stale_ignored() {
     let s1 = snapshot("1", &[("a", 1)]);
     let mut st = DeltaState::default();
     let r = st.on_request(&req(&[], &[], ""), Some(&s1)).1.unwrap();
-    let nack = DeltaDiscoveryRequest {
+    let nack = DeltaRequest {
         error_detail: Some(Status {
             code: 3,
             message: "cluster a: bad".into(),

@@ -28,18 +28,21 @@ fn snapshot(version: &str, clusters: &[&str], cla_tag: &str) -> std::sync::Arc<S
     std::sync::Arc::new(Snapshot::new(version, anys).unwrap())
 }
 
-fn req(url: &str, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
-    DiscoveryRequest {
+/// A request as Envoy sends it, read as the server reads it.
+fn req(url: &str, names: &[&str], version: &str, nonce: &str) -> SotwRequest {
+    use prost::Message;
+    let sent = xds_types::pb::envoy::service::discovery::v3::DiscoveryRequest {
         type_url: url.into(),
         resource_names: names.iter().map(|s| s.to_string()).collect(),
         version_info: version.into(),
         response_nonce: nonce.into(),
         ..Default::default()
-    }
+    };
+    SotwRequest::decode(bytes::Bytes::from(sent.encode_to_vec())).unwrap()
 }
 
-fn nack(r: DiscoveryRequest, msg: &str) -> DiscoveryRequest {
-    DiscoveryRequest {
+fn nack(r: SotwRequest, msg: &str) -> SotwRequest {
+    SotwRequest {
         error_detail: Some(Status {
             code: 3,
             message: msg.into(),
