@@ -5,7 +5,8 @@
 #
 #   bench/callgrind.sh [N] [PATH]   # prints instructions/request and mallocs/request
 #
-# PATH is / (a small body, the default) or /64k (64 KiB).
+# PATH is / (a small body, the default) or /64k (64 KiB). PROTO=h2c measures HTTP/2 with
+# prior knowledge instead (h2load's 10 connections x 10 streams, as bench/run.py's h2c load).
 #
 # Keeps the profile in $OUT (default /tmp/callgrind.h1.out) for callgrind_annotate;
 # DATAPLANE runs another build of the binary (to compare two).
@@ -19,6 +20,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-5000}
 URLPATH=${2:-/}
+PROTO=${PROTO:-h1}
+case "$PROTO" in
+  h1) CODEC=HTTP1; LOAD=(h2load --h1 -c 10); CURL=(curl) ;;
+  h2c) CODEC=HTTP2; LOAD=(h2load -c 10 -m 10); CURL=(curl --http2-prior-knowledge) ;;
+  *) echo "PROTO is h1 or h2c" >&2; exit 2 ;;
+esac
 OUT=${OUT:-/tmp/callgrind.h1.out}
 WORK=$(mktemp -d)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -48,7 +55,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: http
-          codec_type: HTTP1
+          codec_type: $CODEC
           route_config:
             name: bench
             virtual_hosts:
@@ -71,13 +78,13 @@ valgrind --tool=callgrind --callgrind-out-file="$OUT" \
 VG=$!
 pids+=($VG)
 for _ in $(seq 600); do
-  curl -sf -o /dev/null "http://127.0.0.1:$LISTEN/" && break
+  "${CURL[@]}" -sf -o /dev/null "http://127.0.0.1:$LISTEN/" && break
   sleep 0.1
 done
-curl -sf -o /dev/null "http://127.0.0.1:$LISTEN/" || { cat "$WORK/dataplane.log"; exit 1; }
-h2load --h1 -n 1000 -c 10 "http://127.0.0.1:$LISTEN$URLPATH" >/dev/null
+"${CURL[@]}" -sf -o /dev/null "http://127.0.0.1:$LISTEN/" || { cat "$WORK/dataplane.log"; exit 1; }
+"${LOAD[@]}" -n 1000 "http://127.0.0.1:$LISTEN$URLPATH" >/dev/null
 callgrind_control -z "$VG" >/dev/null
-h2load --h1 -n "$N" -c 10 "http://127.0.0.1:$LISTEN$URLPATH" | grep -E '^(requests|status codes):'
+"${LOAD[@]}" -n "$N" "http://127.0.0.1:$LISTEN$URLPATH" | grep -E '^(requests|status codes):'
 callgrind_control -d "$VG" >/dev/null
 kill "$VG"; wait "$VG" 2>/dev/null || true
 # The dump after zeroing is the one with the highest number.
