@@ -33,7 +33,8 @@ pub struct TypeStatus {
     /// Names the proxy subscribed to (empty for a wildcard subscription).
     pub subscribed: crate::server::names::Names,
     pub wildcard: bool,
-    pub last_nack: Option<Nack>,
+    /// Boxed: most streams never NACK, and every stream holds a `TypeStatus` per type.
+    pub last_nack: Option<Box<Nack>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

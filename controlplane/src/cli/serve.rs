@@ -128,6 +128,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(crate::memory::trim_after_bursts(
         std::time::Duration::from_secs(1),
     ));
+    tokio::spawn(crate::memory::release_descriptors_when_idle(
+        crate::memory::DESCRIPTORS_IDLE,
+    ));
     if tracing::enabled!(target: "controlplane::server::fanout", tracing::Level::DEBUG) {
         tokio::spawn(crate::server::fanout::report(cache.subscribe()));
     }

@@ -419,7 +419,7 @@ fn record(
             Outcome::Ack { version } => t.version_acked = Some(version.clone()),
             Outcome::Nack { version, nonce, detail } => {
                 warn!(node = %id, r#type = short_name(url), %version, error_detail = %detail, "proxy NACKed");
-                t.last_nack = Some(Nack { version: version.clone(), nonce: nonce.clone(), error_detail: detail.clone(), at: now() });
+                t.last_nack = Some(Box::new(Nack { version: version.clone(), nonce: nonce.clone(), error_detail: detail.clone(), at: now() }));
             }
             Outcome::Initial | Outcome::Stale => {}
         }
