@@ -22,7 +22,47 @@ pub struct ProxyStatus {
     pub peer_identity: Option<crate::tls::PeerIdentity>,
     /// Seconds since the Unix epoch.
     pub connected_since: u64,
-    pub types: BTreeMap<String, TypeStatus>,
+    pub types: TypeStatuses,
+}
+
+/// Each type URL's status, in URL order (a JSON object when served).
+///
+/// A list, not a `BTreeMap`: a stream has four or five types, and a map's node holds room for
+/// eleven (1.4 KB per stream, 14 MB at 10,000 proxies, for nothing).
+#[derive(Debug, Clone, Default)]
+pub struct TypeStatuses(Vec<(String, TypeStatus)>);
+
+impl TypeStatuses {
+    pub fn get(&self, type_url: &str) -> Option<&TypeStatus> {
+        self.find(type_url).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &TypeStatus)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    fn find(&self, type_url: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(type_url))
+    }
+
+    /// The type's status, added empty if it has none yet (the key is allocated only then).
+    fn get_or_default(&mut self, type_url: &str) -> &mut TypeStatus {
+        let i = match self.find(type_url) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0
+                    .insert(i, (type_url.to_string(), TypeStatus::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+}
+
+impl Serialize for TypeStatuses {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -91,7 +131,7 @@ impl ProxyRegistry {
                 peer,
                 peer_identity: None,
                 connected_since: now(),
-                types: BTreeMap::new(),
+                types: TypeStatuses::default(),
             },
         );
         StreamHandle {
@@ -118,15 +158,34 @@ impl StreamHandle {
     pub(crate) fn update_type(&self, type_url: &str, f: impl FnOnce(&mut TypeStatus)) {
         // Under the registry's one lock, taken by every stream on every push and ACK: no
         // allocation of the key once the type is there.
-        self.update(|s| match s.types.get_mut(type_url) {
-            Some(t) => f(t),
-            None => f(s.types.entry(type_url.to_string()).or_default()),
-        });
+        self.update(|s| f(s.types.get_or_default(type_url)));
     }
 }
 
 impl Drop for StreamHandle {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_kept_in_url_order_once_each_and_served_as_an_object() {
+        let mut types = TypeStatuses::default();
+        types.get_or_default("b").version_sent = Some("1".into());
+        types.get_or_default("a").wildcard = true;
+        types.get_or_default("b").version_acked = Some("1".into());
+        assert_eq!(types.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            types.get("b").and_then(|t| t.version_acked.as_deref()),
+            Some("1")
+        );
+        assert!(types.get("c").is_none());
+        let json = serde_json::to_value(&types).unwrap();
+        assert_eq!(json["a"]["wildcard"], true);
+        assert_eq!(json["b"]["version_sent"], "1");
     }
 }
