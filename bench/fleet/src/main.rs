@@ -52,7 +52,9 @@ struct Args {
     write_config: Option<PathBuf>,
 }
 
-static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Which run is going on: bumped when a run's controlplane is stopped, so that its clients,
+/// which may notice only during the next run, do not report the errors that causes.
+static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 struct Controlplane {
     child: Child,
@@ -65,7 +67,7 @@ struct Controlplane {
 
 impl Drop for Controlplane {
     fn drop(&mut self) {
-        STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -249,6 +251,7 @@ async fn connect(
         );
     }
     let mut events = Vec::with_capacity(n);
+    let run = RUN.load(std::sync::atomic::Ordering::Relaxed);
     for id in 0..n {
         let ev: Events = Arc::new(Mutex::new(Vec::new()));
         events.push(ev.clone());
@@ -256,7 +259,7 @@ async fn connect(
         tokio::spawn(async move {
             // Once a run is over its controlplane is stopped: those errors are expected.
             if let Err(e) = client::run(channel, mode, id, clusters, ev).await
-                && !STOPPING.load(std::sync::atomic::Ordering::Relaxed)
+                && RUN.load(std::sync::atomic::Ordering::Relaxed) == run
             {
                 eprintln!("client {id}: {e}");
             }
@@ -272,7 +275,6 @@ async fn run_one(args: &Args, n: usize, mode: Mode) -> anyhow::Result<()> {
         routes: args.routes,
         svc0_port: 30000,
     };
-    STOPPING.store(false, std::sync::atomic::Ordering::Relaxed);
     let cp = Controlplane::start(&args.controlplane, &shape)?;
     let deadline = Duration::from_secs(args.deadline);
     let t0 = Instant::now();
