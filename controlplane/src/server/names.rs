@@ -6,20 +6,41 @@
 //! with its tree nodes and strings, and the status registry held another). A set is looked up
 //! by its contents when a stream's subscription changes (rare: a stream's first request, then
 //! cluster or listener changes), never on the ACK path.
+//!
+//! A set also keeps the order in which a SotW request first listed it: every SotW ACK repeats
+//! the whole list, and an ACK listing the same names in that same order is recognized by one
+//! pass of comparisons instead of a sort (see [`Names::is_listed_as`]).
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hash};
 use std::ops::Deref;
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 
 /// An immutable, shared set of names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names(Arc<BTreeSet<String>>);
+pub struct Names(Arc<NameSet>);
+
+#[derive(Debug)]
+struct NameSet {
+    names: BTreeSet<String>,
+    /// The names as a SotW request listed them (order, repeats and `*` included), recorded by
+    /// the first stream that asks.
+    listed: OnceLock<Box<[Box<[u8]>]>>,
+}
+
+impl PartialEq for NameSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names
+    }
+}
+
+impl Eq for NameSet {}
 
 impl Default for Names {
     fn default() -> Self {
-        static EMPTY: LazyLock<Names> = LazyLock::new(|| Names(Arc::default()));
+        static EMPTY: LazyLock<Names> =
+            LazyLock::new(|| Names(Arc::new(NameSet::new(BTreeSet::new()))));
         EMPTY.clone()
     }
 }
@@ -27,20 +48,48 @@ impl Default for Names {
 impl Deref for Names {
     type Target = BTreeSet<String>;
     fn deref(&self) -> &BTreeSet<String> {
-        &self.0
+        &self.0.names
     }
 }
 
 impl serde::Serialize for Names {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter())
+        s.collect_seq(self.0.names.iter())
+    }
+}
+
+impl NameSet {
+    fn new(names: BTreeSet<String>) -> Self {
+        NameSet {
+            names,
+            listed: OnceLock::new(),
+        }
+    }
+}
+
+impl Names {
+    /// Whether `requested` is the very list recorded by [`Names::record_listing`]: then it
+    /// names exactly this set. `false` says nothing (another order, or none recorded).
+    pub fn is_listed_as<'a>(&self, requested: impl ExactSizeIterator<Item = &'a [u8]>) -> bool {
+        self.0.listed.get().is_some_and(|listed| {
+            listed.len() == requested.len() && listed.iter().zip(requested).all(|(a, b)| **a == *b)
+        })
+    }
+
+    /// Records `requested`, a request's list that names exactly this set, unless a list was
+    /// recorded already (the set is shared: the first one stays).
+    pub fn record_listing<'a>(&self, requested: impl Iterator<Item = &'a [u8]>) {
+        if self.0.names.is_empty() || self.0.listed.get().is_some() {
+            return;
+        }
+        let _ = self.0.listed.set(requested.map(Box::from).collect());
     }
 }
 
 /// Live sets by a hash of their contents. Entries whose sets are gone are swept as the table
 /// grows, so it holds about as many entries as there are distinct live sets.
 struct Table {
-    sets: HashMap<u64, Vec<Weak<BTreeSet<String>>>>,
+    sets: HashMap<u64, Vec<Weak<NameSet>>>,
     /// Sweep when the table holds this many entries.
     sweep_at: usize,
 }
@@ -76,18 +125,18 @@ impl Names {
                 match bucket
                     .iter()
                     .filter_map(Weak::upgrade)
-                    .find(|s| **s == names)
+                    .find(|s| s.names == names)
                 {
                     Some(set) => set,
                     None => {
-                        let set = Arc::new(names);
+                        let set = Arc::new(NameSet::new(names));
                         bucket.push(Arc::downgrade(&set));
                         set
                     }
                 }
             }
             Entry::Vacant(e) => {
-                let set = Arc::new(names);
+                let set = Arc::new(NameSet::new(names));
                 e.insert(vec![Arc::downgrade(&set)]);
                 set
             }
@@ -130,6 +179,23 @@ mod tests {
         assert!(weak.upgrade().is_none());
         let b = Names::intern(set(&["only-here"]));
         assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn the_first_listing_recorded_is_the_one_recognized() {
+        let a = Names::intern(set(&["listed-x", "listed-y"]));
+        let list = |l: &[&'static str]| l.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        assert!(!a.is_listed_as(list(&["listed-y", "listed-x"]).into_iter()));
+        a.record_listing(list(&["listed-y", "listed-x", "listed-y"]).into_iter());
+        a.record_listing(list(&["listed-x", "listed-y"]).into_iter());
+        // Shared: a stream that interns the same set sees the listing.
+        let b = Names::intern(set(&["listed-y", "listed-x"]));
+        assert!(b.is_listed_as(list(&["listed-y", "listed-x", "listed-y"]).into_iter()));
+        assert!(!b.is_listed_as(list(&["listed-x", "listed-y"]).into_iter()));
+        assert!(!b.is_listed_as(list(&["listed-y", "listed-x"]).into_iter()));
+        // The empty set (shared by every wildcard subscription) records nothing.
+        Names::default().record_listing(list(&["*"]).into_iter());
+        assert!(!Names::default().is_listed_as(list(&["*"]).into_iter()));
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl ReadRequest for SotwRequest {
 
 impl SotwRequest {
     /// The resource names, each valid UTF-8 once [`ReadRequest::check`] passed.
-    pub fn names(&self) -> impl Iterator<Item = &[u8]> {
+    pub fn names(&self) -> impl ExactSizeIterator<Item = &[u8]> {
         self.resource_names.iter().map(|n| n.as_ref())
     }
 }

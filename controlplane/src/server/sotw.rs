@@ -59,27 +59,34 @@ impl SotwState {
             _ => return (Outcome::Stale, None),
         };
         let wildcard = req.resource_names.is_empty() || req.names().any(|n| n == b"*");
-        // Every SotW ACK repeats the whole subscription (1,000 EDS names for 1,000 clusters):
-        // compare it with the current one by reference first, and copy the names only when
-        // they changed. At 10,000 streams an EDS push is followed by 10 million names acked.
-        // (Byte order is `str` order, and the names are UTF-8: `Requests` checked them.)
-        let mut requested: Vec<&[u8]> = req.names().filter(|n| *n != b"*").collect();
-        requested.sort_unstable();
-        requested.dedup();
-        let unchanged = state.sub.wildcard == wildcard
-            && state.sub.names.len() == requested.len()
-            && state
-                .sub
-                .names
-                .iter()
-                .map(String::as_bytes)
-                .eq(requested.iter().copied());
-        let changed = !unchanged && {
-            let names: BTreeSet<String> = requested
-                .into_iter()
-                .map(|n| String::from_utf8_lossy(n).into_owned())
-                .collect();
-            state.sub.set_names(url, wildcard, names)
+        // Every SotW ACK repeats the whole subscription (1,000 EDS names for 1,000 clusters,
+        // 10 million names after a push to 10,000 proxies). A proxy lists them in the same
+        // order every time: a list equal to the one recorded for the set is the set, checked
+        // in one pass. Otherwise the names are sorted (as borrowed slices) and compared with
+        // the set, and copied only when they changed. (Byte order is `str` order, and the
+        // names are UTF-8: `Requests` checked them.)
+        let listed = state.sub.wildcard == wildcard && state.sub.names.is_listed_as(req.names());
+        let changed = !listed && {
+            let mut requested: Vec<&[u8]> = req.names().filter(|n| *n != b"*").collect();
+            requested.sort_unstable();
+            requested.dedup();
+            let unchanged = state.sub.wildcard == wildcard
+                && state.sub.names.len() == requested.len()
+                && state
+                    .sub
+                    .names
+                    .iter()
+                    .map(String::as_bytes)
+                    .eq(requested.iter().copied());
+            let changed = !unchanged && {
+                let names: BTreeSet<String> = requested
+                    .into_iter()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .collect();
+                state.sub.set_names(url, wildcard, names)
+            };
+            state.sub.names.record_listing(req.names());
+            changed
         };
         // A first request is always answered for LDS/CDS (an empty set is an answer the client
         // waits for); a change of names is answered at once; an ACK or a NACK alone is not: a

@@ -329,3 +329,48 @@ fn an_ack_naming_the_same_set_in_another_order_is_not_a_change() {
         "the subscription is a and b again"
     );
 }
+
+#[test]
+fn an_ack_listing_the_recorded_order_is_no_change_but_the_wildcard_still_counts() {
+    let s1 = snapshot("1", &["order-a", "order-b"], "x");
+    // Stream A's first request records its list for the set {order-a, order-b}.
+    let mut a = SotwState::default();
+    let listed = ["order-b", "order-a", "order-b"];
+    let ra = a
+        .on_request(&req(EDS, &listed, "", ""), Some(&s1))
+        .1
+        .unwrap();
+    let (o, none) = a.on_request(&req(EDS, &listed, "1", &ra.nonce), Some(&s1));
+    assert_eq!(
+        o,
+        Outcome::Ack {
+            version: "1".into()
+        }
+    );
+    assert!(none.is_none(), "the same list again is no change");
+    // Stream B holds the same set, and lists it with the wildcard added: that is a change.
+    let mut b = SotwState::default();
+    let r = b
+        .on_request(&req(EDS, &["order-a", "order-b"], "", ""), Some(&s1))
+        .1
+        .unwrap();
+    assert_eq!(b.subscription(EDS).map(|s| s.0), Some(false));
+    let with_wildcard = ["order-b", "order-a", "order-b", "*"];
+    b.on_request(&req(EDS, &with_wildcard, "1", &r.nonce), Some(&s1));
+    assert_eq!(b.subscription(EDS).map(|s| s.0), Some(true));
+    // And A listing one name fewer, in the recorded order otherwise, is a change too.
+    let (o, _) = a.on_request(
+        &req(EDS, &["order-b", "order-b"], "1", &ra.nonce),
+        Some(&s1),
+    );
+    assert_eq!(
+        o,
+        Outcome::Ack {
+            version: "1".into()
+        }
+    );
+    let names = a
+        .subscription(EDS)
+        .map(|s| s.1.iter().cloned().collect::<Vec<_>>());
+    assert_eq!(names, Some(vec!["order-b".to_string()]));
+}
