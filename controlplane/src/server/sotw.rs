@@ -61,7 +61,8 @@ impl SotwState {
         let wildcard = req.resource_names.is_empty() || req.names().any(|n| n == b"*");
         // Every SotW ACK repeats the whole subscription (1,000 EDS names for 1,000 clusters,
         // 10 million names after a push to 10,000 proxies). A proxy lists them in the same
-        // order every time: a list equal to the one recorded for the set is the set, checked
+        // order every time (Envoy's GrpcMuxImpl::sendDiscoveryRequest walks its watches, a
+        // list, in order): a list equal to the one recorded for the set is the set, checked
         // in one pass. Otherwise the names are sorted (as borrowed slices) and compared with
         // the set, and copied only when they changed. (Byte order is `str` order, and the
         // names are UTF-8: `Requests` checked them.)
