@@ -315,7 +315,8 @@ enum Step<R> {
 /// A stream's state between its awaits.
 struct Driver<P: Protocol> {
     state: P,
-    /// Boxed: a `Node` is 376 bytes inline, most of them empty fields.
+    /// Its id and cluster (all node groups select on). Boxed: a `Node` is 376 bytes inline,
+    /// most of them empty fields.
     node: Option<Box<Node>>,
     snapshot: Option<Arc<Snapshot>>,
     cache: SnapshotCache,
@@ -328,7 +329,7 @@ impl<P: Protocol> Driver<P> {
         if self.node.is_none() {
             // Only the first request's node is read; later ones are not even decoded.
             let n = match request::node(req) {
-                Some(Ok(n)) => n,
+                Some(Ok(n)) => selectable(n),
                 Some(Err(status)) => return Step::Refuse(status),
                 None => {
                     return Step::Refuse(Status::invalid_argument(
@@ -387,6 +388,18 @@ impl<P: Protocol> Driver<P> {
     }
 }
 
+/// What a stream keeps of its node: what node groups select on (id and cluster). Envoy's node
+/// also lists its extensions and client features, ~16 KB on the wire and ~80 KB decoded,
+/// which every stream held for its life: 800 MB at 10,000 proxies, measured with the fleet's
+/// Envoy-sized node.
+fn selectable(node: Node) -> Node {
+    Node {
+        id: node.id,
+        cluster: node.cluster,
+        ..Default::default()
+    }
+}
+
 async fn send<P: Protocol>(
     tx: &mpsc::Sender<grpc::Queued<P::Resp>>,
     handle: &StreamHandle,
@@ -432,6 +445,31 @@ fn record(
 #[cfg(test)]
 mod authorizer_tests {
     use super::*;
+
+    #[test]
+    fn a_stream_keeps_only_the_node_fields_groups_select_on() {
+        let node = Node {
+            id: "edge-1".into(),
+            cluster: "edge".into(),
+            user_agent_name: "envoy".into(),
+            client_features: vec!["envoy.lb.does_not_support_overprovisioning".into()],
+            extensions: vec![Default::default(); 100],
+            ..Default::default()
+        };
+        let kept = selectable(node);
+        assert_eq!(
+            (kept.id.as_str(), kept.cluster.as_str()),
+            ("edge-1", "edge")
+        );
+        assert_eq!(
+            kept,
+            Node {
+                id: "edge-1".into(),
+                cluster: "edge".into(),
+                ..Default::default()
+            }
+        );
+    }
 
     #[test]
     fn refusals_name_the_node_id_the_certificate_and_the_rule() {
