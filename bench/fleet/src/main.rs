@@ -43,6 +43,11 @@ struct Args {
     /// the controlplane (`ulimit -n`).
     #[arg(long, default_value_t = 1)]
     streams_per_connection: usize,
+    /// Send the node only in a stream's first request (Envoy's
+    /// `set_node_on_first_message_only: true`). By default every request carries it, ~16 KB,
+    /// as Envoy's do by default.
+    #[arg(long)]
+    node_once: bool,
     /// Give up waiting for convergence after this many seconds.
     #[arg(long, default_value_t = 120)]
     deadline: u64,
@@ -240,7 +245,7 @@ async fn connect(
     n: usize,
     per_connection: usize,
     mode: Mode,
-    clusters: usize,
+    shared: Arc<client::Shared>,
 ) -> anyhow::Result<Fleet> {
     let mut channels: Vec<Channel> = Vec::new();
     for _ in 0..n.div_ceil(per_connection) {
@@ -256,9 +261,10 @@ async fn connect(
         let ev: Events = Arc::new(Mutex::new(Vec::new()));
         events.push(ev.clone());
         let channel = channels[id / per_connection].clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             // Once a run is over its controlplane is stopped: those errors are expected.
-            if let Err(e) = client::run(channel, mode, id, clusters, ev).await
+            if let Err(e) = client::run(channel, mode, id, shared, ev).await
                 && RUN.load(std::sync::atomic::Ordering::Relaxed) == run
             {
                 eprintln!("client {id}: {e}");
@@ -278,7 +284,8 @@ async fn run_one(args: &Args, n: usize, mode: Mode) -> anyhow::Result<()> {
     let cp = Controlplane::start(&args.controlplane, &shape)?;
     let deadline = Duration::from_secs(args.deadline);
     let t0 = Instant::now();
-    let fleet = connect(&cp.xds, n, args.streams_per_connection, mode, args.clusters).await?;
+    let shared = Arc::new(client::Shared::new(args.clusters, !args.node_once));
+    let fleet = connect(&cp.xds, n, args.streams_per_connection, mode, shared).await?;
     let synced = |ev: &[Event]| {
         ev.iter().any(|e| e.kind == Kind::Rds)
             && ev.iter().any(|e| e.kind == Kind::Eds(Some(30000)))
