@@ -60,11 +60,7 @@ impl AdsService {
             .into_http();
         }
         let (parts, body) = request.into_parts();
-        let requests = Requests {
-            body,
-            buf: BytesMut::new(),
-            _message: PhantomData,
-        };
+        let requests = Requests::new(body);
         let request = tonic::Request::from_http(http::Request::from_parts(parts, requests));
         let responses = self.server.start::<P>(request);
         let mut response = http::Response::new(tonic::body::Body::new(ResponseBody {
@@ -156,11 +152,28 @@ impl<M: WireMessage + Unpin> http_body::Body for ResponseBody<M> {
 }
 
 /// A stream's requests, decoded from the request body's DATA frames.
+///
+/// A message that arrived whole in one frame (most do: an ACK, or an Envoy request with its
+/// ~16 KB node when it fits a frame) is decoded where it lies, no copy. One split across
+/// frames is gathered into a buffer of its exact size, allocated once its length is known.
 pub struct Requests<T> {
     body: tonic::body::Body,
-    /// The start of a message split across frames; empty (no allocation) between messages.
-    buf: BytesMut,
+    /// What is left of the last DATA frame.
+    frame: Bytes,
+    /// A message split across frames; empty (no allocation) between messages.
+    partial: BytesMut,
     _message: PhantomData<fn() -> T>,
+}
+
+impl<T> Requests<T> {
+    pub fn new(body: tonic::body::Body) -> Self {
+        Requests {
+            body,
+            frame: Bytes::new(),
+            partial: BytesMut::new(),
+            _message: PhantomData,
+        }
+    }
 }
 
 impl<T: ReadRequest> Requests<T> {
@@ -169,17 +182,17 @@ impl<T: ReadRequest> Requests<T> {
     /// for a message over the limit).
     pub async fn message(&mut self) -> Result<Option<T>, Status> {
         loop {
-            if let Some(message) = self.decode()? {
-                return Ok(Some(message));
+            if let Some(message) = self.next_whole()? {
+                return decode(message).map(Some);
             }
             match self.body.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
+                        self.frame = data;
                     }
                 }
                 Some(Err(status)) => return Err(status),
-                None if self.buf.is_empty() => return Ok(None),
+                None if self.partial.is_empty() => return Ok(None),
                 None => {
                     return Err(Status::internal(
                         "the request stream ended inside a message",
@@ -189,38 +202,65 @@ impl<T: ReadRequest> Requests<T> {
         }
     }
 
-    fn decode(&mut self) -> Result<Option<T>, Status> {
-        let Some(prefix) = self.buf.get(..5) else {
-            return Ok(None);
-        };
-        if prefix[0] != 0 {
-            return Err(Status::internal(
-                "protocol error: received a compressed message, but no compression was negotiated",
-            ));
+    /// The next whole message, its 5-byte prefix included, or `None` once the frame is used
+    /// up without completing one.
+    fn next_whole(&mut self) -> Result<Option<Bytes>, Status> {
+        if self.partial.is_empty() {
+            if let Some(len) = message_len(&self.frame)? {
+                if self.frame.len() >= 5 + len {
+                    return Ok(Some(self.frame.split_to(5 + len)));
+                }
+                self.partial = BytesMut::with_capacity(5 + len);
+            } else if self.frame.is_empty() {
+                return Ok(None);
+            }
         }
-        let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
-        if len > MAX_REQUEST {
-            return Err(Status::out_of_range(format!(
-                "Error, decoded message length too large: found {len} bytes, the limit is: \
-                 {MAX_REQUEST} bytes"
-            )));
+        loop {
+            let want = message_len(&self.partial)?.map_or(5, |len| 5 + len);
+            let take = (want - self.partial.len()).min(self.frame.len());
+            self.partial.extend_from_slice(&self.frame.split_to(take));
+            if self.partial.len() < want {
+                return Ok(None);
+            }
+            if want > 5 || message_len(&self.partial)? == Some(0) {
+                // Whole; `take` leaves `partial` empty with no allocation.
+                return Ok(Some(std::mem::take(&mut self.partial).freeze()));
+            }
+            // The prefix just completed: room for the rest, exactly.
+            if let Some(len) = message_len(&self.partial)? {
+                self.partial.reserve(len);
+            }
         }
-        if self.buf.len() < 5 + len {
-            return Ok(None);
-        }
-        // Decoded from shared bytes: the fields kept as bytes (names, the node) are slices of
-        // this message, not copies (see `super::request`).
-        let mut message = self.buf.split_to(5 + len).freeze();
-        message.advance(5);
-        let message = T::decode(message).map_err(|e| Status::internal(e.to_string()))?;
-        message.check()?;
-        if self.buf.is_empty() {
-            // Give the allocation back: a first request naming 1,000 clusters is ~30 KB, and
-            // the stream's later requests (ACKs) are a few hundred bytes.
-            self.buf = BytesMut::new();
-        }
-        Ok(Some(message))
     }
+}
+
+/// The length a gRPC message prefix announces, once its 5 bytes are there.
+fn message_len(bytes: &[u8]) -> Result<Option<usize>, Status> {
+    let Some(prefix) = bytes.get(..5) else {
+        return Ok(None);
+    };
+    if prefix[0] != 0 {
+        return Err(Status::internal(
+            "protocol error: received a compressed message, but no compression was negotiated",
+        ));
+    }
+    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    if len > MAX_REQUEST {
+        return Err(Status::out_of_range(format!(
+            "Error, decoded message length too large: found {len} bytes, the limit is: \
+             {MAX_REQUEST} bytes"
+        )));
+    }
+    Ok(Some(len))
+}
+
+/// Decodes a whole message from shared bytes: the fields kept as bytes (names, the node) are
+/// slices of it, not copies (see `super::request`).
+fn decode<T: ReadRequest>(mut message: Bytes) -> Result<T, Status> {
+    message.advance(5);
+    let message = T::decode(message).map_err(|e| Status::internal(e.to_string()))?;
+    message.check()?;
+    Ok(message)
 }
 
 #[cfg(test)]
@@ -250,11 +290,7 @@ mod tests {
     }
 
     fn requests(bytes: Vec<u8>, frame: usize) -> Requests<SotwRequest> {
-        Requests {
-            body: body(bytes, frame),
-            buf: BytesMut::new(),
-            _message: PhantomData,
-        }
+        Requests::new(body(bytes, frame))
     }
 
     #[tokio::test]
@@ -274,8 +310,36 @@ mod tests {
         let mut requests = requests(bytes, 7);
         assert_eq!(requests.message().await.unwrap(), read(&first));
         assert_eq!(requests.message().await.unwrap(), read(&second));
-        assert_eq!(requests.buf.capacity(), 0);
+        assert_eq!(requests.partial.capacity(), 0);
         assert_eq!(requests.message().await.unwrap(), None);
+    }
+
+    #[test]
+    fn a_split_message_is_gathered_at_its_size_and_a_whole_one_decoded_in_place() {
+        let msg = framed(&DiscoveryRequest {
+            type_url: "t".into(),
+            resource_names: (0..100).map(|i| format!("cluster-{i}")).collect(),
+            ..Default::default()
+        });
+        let mut r = requests(vec![], 1);
+        // Split: 3 bytes (no length yet), 10 more, then the rest.
+        r.frame = Bytes::copy_from_slice(&msg[..3]);
+        assert_eq!(r.next_whole().unwrap(), None);
+        r.frame = Bytes::copy_from_slice(&msg[3..13]);
+        assert_eq!(r.next_whole().unwrap(), None);
+        assert_eq!(r.partial.capacity(), msg.len());
+        r.frame = Bytes::copy_from_slice(&msg[13..]);
+        assert_eq!(r.next_whole().unwrap().as_deref(), Some(&msg[..]));
+        assert_eq!(r.partial.capacity(), 0);
+        // Whole in one frame, with the start of the next: the first is the frame's own bytes.
+        let mut two = msg.clone();
+        two.extend_from_slice(&msg[..4]);
+        let frame = Bytes::from(two);
+        r.frame = frame.clone();
+        let whole = r.next_whole().unwrap().unwrap();
+        assert_eq!((whole.as_ptr(), whole.len()), (frame.as_ptr(), msg.len()));
+        assert_eq!(r.next_whole().unwrap(), None);
+        assert_eq!(r.partial.len(), 4);
     }
 
     #[tokio::test]
