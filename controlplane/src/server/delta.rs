@@ -6,11 +6,10 @@
 //! changed and names what left in `removed_resources`. After a reconnect the client says what
 //! it has in `initial_resource_versions`, and only what differs is sent again.
 
-use std::collections::HashMap;
-
 use xds_types::type_url;
 
 use super::Outcome;
+use super::by_type::ByType;
 use super::names::Names;
 use super::request::DeltaRequest;
 use super::stream::TypeSubscription;
@@ -30,7 +29,7 @@ struct TypeState {
 /// One Delta stream's state across all types.
 #[derive(Debug, Default)]
 pub struct DeltaState {
-    types: HashMap<String, TypeState>,
+    types: ByType<TypeState>,
     nonce: u64,
     version: String,
 }
@@ -44,7 +43,8 @@ impl DeltaState {
         snapshot: Option<&Arc<Snapshot>>,
     ) -> (Outcome, Option<DeltaResponse>) {
         let url = req.type_url.as_str();
-        let state = self.types.entry(url.to_string()).or_default();
+        let at = self.types.index_or_insert(url);
+        let state = self.types.at_mut(at).1;
         let outcome = match (req.response_nonce.as_str(), &state.last_nonce) {
             ("", _) => Outcome::Initial,
             (n, Some(last)) if n == last => match &req.error_detail {
@@ -93,7 +93,7 @@ impl DeltaState {
         // The first request of a wildcard type is always answered (the client waits for it);
         // subscription changes are answered with what they add; ACKs and NACKs alone are not.
         let response = match snapshot {
-            Some(s) if first || changed => self.respond(url, s, first),
+            Some(s) if first || changed => self.respond(at, s, first),
             _ => None,
         };
         (outcome, response)
@@ -101,38 +101,33 @@ impl DeltaState {
 
     /// The responses a new snapshot calls for, in ADS order.
     pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<DeltaResponse> {
-        let mut urls: Vec<String> = self.types.keys().cloned().collect();
-        urls.sort_by_key(|u| {
-            type_url::ALL
-                .iter()
-                .position(|a| a == u)
-                .unwrap_or(usize::MAX)
-        });
-        urls.iter()
-            .filter_map(|u| self.respond(u, snapshot, false))
+        (0..self.types.len())
+            .filter_map(|at| self.respond(at, snapshot, false))
             .collect()
     }
 
+    /// The response the type at `at` calls for.
     fn respond(
         &mut self,
-        url: &str,
+        at: usize,
         snapshot: &Arc<Snapshot>,
         first: bool,
     ) -> Option<DeltaResponse> {
-        let state = self.types.get_mut(url)?;
+        let (url, state) = self.types.at_mut(at);
         let diff = state.sub.diff(snapshot, url);
         state.sub.mark_sent(snapshot);
         if diff.is_empty() && !(first && state.sub.wildcard) {
             return None;
         }
         self.nonce += 1;
-        self.version = snapshot.version.clone();
         let nonce = self.nonce.to_string();
         state.last_nonce = Some(nonce.clone());
+        let type_url = url.to_string();
+        self.version = snapshot.version.clone();
         Some(DeltaResponse {
             system_version_info: snapshot.version.clone(),
             resources: diff.changed,
-            type_url: url.to_string(),
+            type_url,
             removed_resources: diff.removed,
             nonce,
         })

@@ -9,6 +9,7 @@
 //! snapshot's resources and copies their bytes into the stream's outgoing chunks as the client
 //! reads them ([`wire`], [`grpc`]), never a protobuf encode of the resource again.
 
+pub mod by_type;
 pub mod delta;
 pub mod fanout;
 pub mod grpc;

@@ -5,11 +5,12 @@
 //! nothing about it ("omission of resources does not imply anything about those resources"),
 //! so an endpoint change sends one ClusterLoadAssignment, not all of them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use xds_types::type_url;
 
 use super::Outcome;
+use super::by_type::ByType;
 use super::names::Names;
 use super::request::SotwRequest;
 use super::stream::TypeSubscription;
@@ -28,7 +29,7 @@ struct TypeState {
 /// One SotW stream's state across all types.
 #[derive(Debug, Default)]
 pub struct SotwState {
-    types: HashMap<String, TypeState>,
+    types: ByType<TypeState>,
     nonce: u64,
 }
 
@@ -41,7 +42,8 @@ impl SotwState {
         snapshot: Option<&Arc<Snapshot>>,
     ) -> (Outcome, Option<SotwResponse>) {
         let url = req.type_url.as_str();
-        let state = self.types.entry(url.to_string()).or_default();
+        let at = self.types.index_or_insert(url);
+        let state = self.types.at_mut(at).1;
         let outcome = match (&state.last, req.response_nonce.as_str()) {
             (_, "") => Outcome::Initial,
             (Some((nonce, version)), n) if n == nonce => match &req.error_detail {
@@ -94,7 +96,7 @@ impl SotwState {
         // NACK is not a request for a resend.
         let force = matches!(outcome, Outcome::Initial) || changed;
         let response = match snapshot {
-            Some(s) if force => self.respond(url, s, true),
+            Some(s) if force => self.respond(at, s, true),
             _ => None,
         };
         (outcome, response)
@@ -102,25 +104,19 @@ impl SotwState {
 
     /// The responses a new snapshot calls for, in ADS order (CDS, EDS, LDS, RDS, SDS).
     pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<SotwResponse> {
-        let mut urls: Vec<String> = self.types.keys().cloned().collect();
-        urls.sort_by_key(|u| {
-            type_url::ALL
-                .iter()
-                .position(|a| a == u)
-                .unwrap_or(usize::MAX)
-        });
-        urls.iter()
-            .filter_map(|u| self.respond(u, snapshot, false))
+        (0..self.types.len())
+            .filter_map(|at| self.respond(at, snapshot, false))
             .collect()
     }
 
+    /// The response the type at `at` calls for.
     fn respond(
         &mut self,
-        url: &str,
+        at: usize,
         snapshot: &Arc<Snapshot>,
         requested: bool,
     ) -> Option<SotwResponse> {
-        let state = self.types.get_mut(url)?;
+        let (url, state) = self.types.at_mut(at);
         let resources = snapshot.resources(url);
         let diff = state.sub.diff(snapshot, url);
         let full = type_url::is_full_state(url);

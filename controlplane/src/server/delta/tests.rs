@@ -1,5 +1,6 @@
 use super::*;
 use crate::cache::Snapshot;
+use std::collections::HashMap;
 use xds_types::Resource;
 use xds_types::pb::envoy::config::cluster::v3::Cluster;
 use xds_types::pb::google::rpc::Status;
