@@ -170,7 +170,7 @@ impl Snapshot {
             let new = self.resources(&url);
             changed.extend(old.keys().filter(|n| !new.contains_key(*n)).cloned());
             if !changed.is_empty() {
-                names.insert(url.clone(), changed);
+                names.insert(url, changed);
             }
         }
         self.changes = Some(Changes {

@@ -120,14 +120,13 @@ impl DeltaState {
             return None;
         }
         self.nonce += 1;
+        self.version = snapshot.version.clone();
         let nonce = self.nonce.to_string();
         state.last_nonce = Some(nonce.clone());
-        let type_url = url.to_string();
-        self.version = snapshot.version.clone();
         Some(DeltaResponse {
             system_version_info: snapshot.version.clone(),
             resources: diff.changed,
-            type_url,
+            type_url: url.to_string(),
             removed_resources: diff.removed,
             nonce,
         })

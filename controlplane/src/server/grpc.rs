@@ -222,13 +222,11 @@ impl<T: ReadRequest> Requests<T> {
             if self.partial.len() < want {
                 return Ok(None);
             }
-            if want > 5 || message_len(&self.partial)? == Some(0) {
+            match message_len(&self.partial)? {
+                // The prefix just completed: room for the rest, exactly.
+                Some(len) if self.partial.len() < 5 + len => self.partial.reserve(len),
                 // Whole; `take` leaves `partial` empty with no allocation.
-                return Ok(Some(std::mem::take(&mut self.partial).freeze()));
-            }
-            // The prefix just completed: room for the rest, exactly.
-            if let Some(len) = message_len(&self.partial)? {
-                self.partial.reserve(len);
+                _ => return Ok(Some(std::mem::take(&mut self.partial).freeze())),
             }
         }
     }
