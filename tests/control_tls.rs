@@ -62,7 +62,8 @@ async fn dataplane_over_mtls(api: Api) {
     let cp = pki.controlplane(&dir, work.path());
     let (_, cert, key) = pki.client("dp-1", &["dp-1"], &[]);
     let bootstrap = tls_bootstrap("dp-1", &cp.xds, api, &cert, &key, &pki.ca_file);
-    let _dp = Dataplane::start(&bootstrap, "dataplane", work.path());
+    // Two workers: the work-stealing runtime (the other tests run one worker).
+    let _dp = Dataplane::start_workers(&bootstrap, "dataplane", work.path(), 2);
     wait_for_b1(&format!("127.0.0.1:{port}")).await;
 
     // The status API shows who the proxy is by its certificate, and the TLS files.

@@ -318,13 +318,19 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
+    /// With one worker, as the Envoys beside it run: the current-thread runtime.
     pub fn start(bootstrap: &str, name: &str, work: &Path) -> Self {
+        Self::start_workers(bootstrap, name, work, 1)
+    }
+
+    /// With `workers` workers: more than one is the work-stealing runtime.
+    pub fn start_workers(bootstrap: &str, name: &str, work: &Path, workers: usize) -> Self {
         let path = work.join(format!("{name}.yaml"));
         std::fs::write(&path, bootstrap).unwrap();
         let mut cmd = Command::new(bin("dataplane"));
         cmd.arg("--bootstrap")
             .arg(&path)
-            .args(["--concurrency", "2"])
+            .args(["--concurrency", &workers.to_string()])
             .stdout(Stdio::piped());
         let mut process = Process::spawn(name, &mut cmd, work.join(format!("{name}.log")));
         let stdout = process.child.stdout.take().unwrap();
