@@ -120,7 +120,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tokio::spawn(dataplane::listener::run(runtime.clone()));
     tokio::spawn(dataplane::upstream::dns::run(runtime.clone()));
-    // The API descriptors (~35 MB decoded) are needed only while config is translated: drop
+    // The API descriptors (~17 MB decoded) are needed only while config is translated: drop
     // them once the initial config is applied, and after 10 s without a config change.
     let watched = runtime.clone();
     tokio::spawn(async move {
