@@ -62,7 +62,7 @@ async fn dataplane_over_mtls(api: Api) {
     let cp = pki.controlplane(&dir, work.path());
     let (_, cert, key) = pki.client("dp-1", &["dp-1"], &[]);
     let bootstrap = tls_bootstrap("dp-1", &cp.xds, api, &cert, &key, &pki.ca_file);
-    // Two workers: the work-stealing runtime (the other tests run one worker).
+    // Two workers, so the control channel is tested beside proxying on more than one.
     let _dp = Dataplane::start_workers(&bootstrap, "dataplane", work.path(), 2);
     wait_for_b1(&format!("127.0.0.1:{port}")).await;
 

@@ -19,4 +19,5 @@ pub mod runtime;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;
+pub mod workers;
 pub mod xds;

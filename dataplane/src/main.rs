@@ -50,26 +50,13 @@ fn main() -> ExitCode {
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    // One worker runs on a current-thread runtime (the main thread is the worker), not on a
-    // work-stealing one with a single worker. Besides the stealing machinery it saves, it
-    // changes the order tasks run in. The work-stealing scheduler runs a task woken by the
-    // running one next (its LIFO slot), so an HTTP/2 connection, woken by each stream that
-    // got its upstream response, wrote every response alone: 0.55 writev per h2c request.
-    // The current-thread scheduler queues it behind the other streams already ready, and one
-    // write carries several responses: 0.17 writev per request, and h2c CPU per request went
-    // 19.3 -> 13.8 us (bench/rounds.py). Envoy, too, runs each worker as one event loop.
-    let mut builder = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(workers);
-        b
-    };
-    let result = builder
+    // Every worker is a current-thread runtime; this one, on the main thread, is worker 0
+    // (workers.rs says why).
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run(args)));
+        .and_then(|rt| rt.block_on(run(args, workers)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -79,7 +66,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
+    dataplane::workers::start(workers).context("starting the worker threads")?;
     let boot = match (&args.bootstrap, args.xds) {
         (Some(path), _) => bootstrap::load(path)?,
         (None, Some(server)) => Bootstrap {

@@ -318,12 +318,12 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    /// With one worker, as the Envoys beside it run: the current-thread runtime.
+    /// With one worker, as the Envoys beside it run.
     pub fn start(bootstrap: &str, name: &str, work: &Path) -> Self {
         Self::start_workers(bootstrap, name, work, 1)
     }
 
-    /// With `workers` workers: more than one is the work-stealing runtime.
+    /// With `workers` workers (each listener bound once per worker).
     pub fn start_workers(bootstrap: &str, name: &str, work: &Path, workers: usize) -> Self {
         let path = work.join(format!("{name}.yaml"));
         std::fs::write(&path, bootstrap).unwrap();

@@ -1,15 +1,16 @@
-//! Upstream HTTP/1.1 connections, pooled per (connect timeout, TLS origination, host
-//! address): a LIFO stack of idle connections behind one short lock, no channel or task per
-//! request. A connection goes back when its response ended cleanly and both sides allow
+//! Upstream HTTP/1.1 connections, pooled per worker (workers.rs: a connection lives on the
+//! worker that made it, as in Envoy) and per (connect timeout, TLS origination, host
+//! address): a LIFO stack of idle connections, no lock, channel or task per request. A connection goes back when its response ended cleanly and both sides allow
 //! keep-alive; an idle one is dropped after [`IDLE_TIMEOUT`], or when the peer closed it
 //! (checked before reuse). The map is keyed by value with FxHash: the key is looked up twice
 //! per request (checkout, release), and its parts come from config, not from peers.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -48,7 +49,10 @@ struct Idle {
 
 type IdleMap = HashMap<Key, Vec<Idle>, rustc_hash::FxBuildHasher>;
 
-static IDLE: LazyLock<Mutex<IdleMap>> = LazyLock::new(Default::default);
+thread_local! {
+    /// This worker's idle connections.
+    static IDLE: RefCell<IdleMap> = RefCell::default();
+}
 
 /// Why a connection could not be made: the text is the cause, as the connect error of
 /// hyper-util's connector said it ("timed out" picks Envoy's "connection timeout" body).
@@ -79,8 +83,7 @@ impl Connector {
     /// The most recently used idle connection the peer has not closed, if any.
     pub fn checkout(&self) -> Option<Conn> {
         loop {
-            let idle = {
-                let mut map = IDLE.lock().unwrap_or_else(|p| p.into_inner());
+            let idle = IDLE.with_borrow_mut(|map| {
                 let stack = map.get_mut(&self.key)?;
                 let idle = stack.pop()?;
                 if idle.since.elapsed() >= IDLE_TIMEOUT {
@@ -88,8 +91,8 @@ impl Connector {
                     stack.clear();
                     return None;
                 }
-                idle
-            };
+                Some(idle)
+            })?;
             let mut conn = idle.conn;
             if !peer_closed(&mut conn.io) {
                 return Some(conn);
@@ -106,23 +109,24 @@ impl Connector {
         conn.buf = BytesMut::new();
         conn.reused = true;
         let now = Instant::now();
-        let mut map = IDLE.lock().unwrap_or_else(|p| p.into_inner());
-        // The key is cloned only the first time (a TLS server name is an allocation).
-        if !map.contains_key(&self.key) {
-            map.insert(self.key.clone(), Vec::new());
-        }
-        let Some(stack) = map.get_mut(&self.key) else {
-            return;
-        };
-        // Expired connections are at the bottom; drop them while we are here.
-        let expired = stack
-            .iter()
-            .take_while(|i| now.duration_since(i.since) >= IDLE_TIMEOUT)
-            .count();
-        stack.drain(..expired);
-        if stack.len() < MAX_IDLE {
-            stack.push(Idle { conn, since: now });
-        }
+        IDLE.with_borrow_mut(|map| {
+            // The key is cloned only the first time (a TLS server name is an allocation).
+            if !map.contains_key(&self.key) {
+                map.insert(self.key.clone(), Vec::new());
+            }
+            let Some(stack) = map.get_mut(&self.key) else {
+                return;
+            };
+            // Expired connections are at the bottom; drop them while we are here.
+            let expired = stack
+                .iter()
+                .take_while(|i| now.duration_since(i.since) >= IDLE_TIMEOUT)
+                .count();
+            stack.drain(..expired);
+            if stack.len() < MAX_IDLE {
+                stack.push(Idle { conn, since: now });
+            }
+        });
     }
 
     /// A new connection: TCP, then TLS when the cluster has a transport socket, each within
@@ -171,13 +175,14 @@ fn peer_closed(io: &mut Stream) -> bool {
     !matches!(Pin::new(io).poll_read(&mut cx, &mut rb), Poll::Pending)
 }
 
-/// Drops idle connections that outlived [`IDLE_TIMEOUT`] on every key (the per-request
-/// paths only look at the keys they use).
+/// Drops this worker's idle connections that outlived [`IDLE_TIMEOUT`] on every key (the
+/// per-request paths only look at the keys they use).
 pub fn sweep() {
     let now = Instant::now();
-    let mut map = IDLE.lock().unwrap_or_else(|p| p.into_inner());
-    map.retain(|_, stack| {
-        stack.retain(|i| now.duration_since(i.since) < IDLE_TIMEOUT);
-        !stack.is_empty()
+    IDLE.with_borrow_mut(|map| {
+        map.retain(|_, stack| {
+            stack.retain(|i| now.duration_since(i.since) < IDLE_TIMEOUT);
+            !stack.is_empty()
+        })
     });
 }

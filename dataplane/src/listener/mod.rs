@@ -1,5 +1,6 @@
-//! The listener manager: one accept loop per listener, started, replaced and stopped as the
-//! config changes, each connection handed to the filter chain that matches it.
+//! The listener manager: one accept loop per listener and worker (each on its own socket,
+//! workers.rs), started, replaced and stopped as the config changes, each connection handed
+//! to the filter chain that matches it.
 //!
 //! Listeners start once the initial clusters have warmed (Envoy's cluster manager
 //! initialization), and a listener only once its route configuration and secrets are there
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::Listener;
@@ -29,6 +30,8 @@ use crate::runtime::{Runtime, Snapshot};
 struct Running {
     listener: Arc<Listener>,
     stop: watch::Sender<bool>,
+    /// Ends (`None`) once every worker has closed its socket.
+    closed: mpsc::Receiver<()>,
 }
 
 /// Follows the runtime's config and keeps the accept loops in line with it.
@@ -70,19 +73,23 @@ pub async fn run(runtime: Arc<Runtime>) {
                 waiting = true;
                 continue;
             }
-            if let Some(old) = running.remove(name) {
+            if let Some(mut old) = running.remove(name) {
                 info!(listener = %name, "listener changed: replacing it");
                 let _ = old.stop.send(true);
-                // The old socket must be closed before the new one binds the same address.
-                tokio::task::yield_now().await;
+                // The old sockets must be closed before the new ones bind the same address
+                // (with SO_REUSEPORT the bind would succeed, and the old sockets would take a
+                // share of the new connections, reset as they close). Each worker closes its
+                // own; one that does not within a second is not waited for.
+                let _ = tokio::time::timeout(Duration::from_secs(1), old.closed.recv()).await;
             }
-            match start(listener.clone(), runtime.clone()).await {
-                Ok(stop) => {
+            match start(listener.clone(), runtime.clone()) {
+                Ok((stop, closed)) => {
                     running.insert(
                         name.clone(),
                         Running {
                             listener: listener.clone(),
                             stop,
+                            closed,
                         },
                     );
                 }
@@ -157,44 +164,79 @@ pub fn warm(listener: &Listener, snapshot: &Snapshot) -> bool {
         })
 }
 
-async fn start(
+/// Binds the listener's address once per worker and starts an accept loop on each, which
+/// serves its connections on that worker (workers.rs). Returns the stop switch and what ends
+/// once every socket is closed.
+fn start(
     listener: Arc<Listener>,
     runtime: Arc<Runtime>,
-) -> std::io::Result<watch::Sender<bool>> {
-    let socket = bind(listener.address).await?;
-    info!(listener = %listener.name, address = %listener.address, "listening");
-    let (stop, mut stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = socket.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => { warn!(error = %e, "accept failed"); continue }
-                },
-                _ = stopped.changed() => return,
+) -> std::io::Result<(watch::Sender<bool>, mpsc::Receiver<()>)> {
+    let workers = crate::workers::handles();
+    let shared = workers.len() > 1;
+    let first = bind(listener.address, shared)?;
+    // Port 0 is resolved by the first bind: the other workers bind the port it got.
+    let address = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers.len() {
+        sockets.push(bind(address, true)?);
+    }
+    info!(listener = %listener.name, address = %listener.address, workers = workers.len(), "listening");
+    let (stop, stopped) = watch::channel(false);
+    let (closed, all_closed) = mpsc::channel(1);
+    for (socket, worker) in sockets.into_iter().zip(&workers) {
+        let (listener, runtime, mut stopped, closed) = (
+            listener.clone(),
+            runtime.clone(),
+            stopped.clone(),
+            closed.clone(),
+        );
+        worker.spawn(async move {
+            // Dropped after the socket (locals drop in reverse order): the manager's wait for
+            // the last sender ends once every socket is closed.
+            let _closed: mpsc::Sender<()> = closed;
+            // Registered with this worker's reactor, so its connections are served here.
+            let socket = match TcpListener::from_std(socket) {
+                Ok(s) => s,
+                Err(e) => {
+                    error!(listener = %listener.name, error = %e, "cannot listen on this worker");
+                    return;
+                }
             };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(accept::serve(
-                stream,
-                peer,
-                listener.clone(),
-                runtime.clone(),
-                stopped.clone(),
-            ));
-        }
-    });
-    Ok(stop)
+            loop {
+                let (stream, peer) = tokio::select! {
+                    accepted = socket.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(e) => { warn!(error = %e, "accept failed"); continue }
+                    },
+                    _ = stopped.changed() => return,
+                };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(accept::serve(
+                    stream,
+                    peer,
+                    listener.clone(),
+                    runtime.clone(),
+                    stopped.clone(),
+                ));
+            }
+        });
+    }
+    Ok((stop, all_closed))
 }
 
 /// Binds with SO_REUSEADDR (so a replaced listener can take its address straight back) and a
-/// large backlog.
-async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+/// large backlog; with `shared`, SO_REUSEPORT too, so that each worker binds the address.
+fn bind(addr: std::net::SocketAddr, shared: bool) -> std::io::Result<std::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    if shared {
+        socket.set_reuseport(true)?;
+    }
     socket.bind(addr)?;
-    socket.listen(4096)
+    // Taken off this runtime's reactor: the worker that accepts on it registers it with its own.
+    socket.listen(4096)?.into_std()
 }

@@ -1,4 +1,4 @@
-//! HTTP clients to upstream hosts, pooling connections per host.
+//! HTTP clients to upstream hosts, pooling connections per worker (workers.rs) and host.
 //!
 //! HTTP/1.1 clusters use our own client and pool ([`crate::http1::pool`]): idle
 //! connections per (connect timeout, TLS origination, host address), kept across config
@@ -11,7 +11,7 @@
 //! pools get a lifecycle).
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,7 +36,11 @@ pub type HttpClient = Client<Connector, Body>;
 /// (connect timeout, HTTP/2, TLS: the rustls config's address and the server name).
 type Key = (Duration, bool, Option<(usize, ServerName<'static>)>);
 
-static CLIENTS: LazyLock<Mutex<HashMap<Key, HttpClient>>> = LazyLock::new(Default::default);
+thread_local! {
+    /// This worker's HTTP/2 clients (workers.rs): their connections' tasks run on the worker
+    /// that made them, and only its requests use them.
+    static CLIENTS: std::cell::RefCell<HashMap<Key, HttpClient>> = Default::default();
+}
 
 /// An upstream client for one request (made for it and consumed by it, so the size of the
 /// hyper client in one variant costs nothing that lasts).
@@ -95,20 +99,25 @@ pub fn client(connect_timeout: Duration, http2: bool, tls: Option<Origination>) 
     Upstream::Http2(http2_client(connect_timeout, tls))
 }
 
-/// Closes idle HTTP/1 connections past their idle timeout on hosts no request looks at.
+/// Closes idle HTTP/1 connections past their idle timeout on hosts no request looks at: one
+/// sweeper per worker, on that worker, for its own pool.
 fn start_sweeper() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
+    thread_local! {
+        static STARTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if STARTED.get() {
+        return;
+    }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    STARTED.call_once(|| {
-        runtime.spawn(async {
-            let mut every = tokio::time::interval(crate::http1::pool::IDLE_TIMEOUT / 2);
-            loop {
-                every.tick().await;
-                crate::http1::pool::sweep();
-            }
-        });
+    STARTED.set(true);
+    runtime.spawn(async {
+        let mut every = tokio::time::interval(crate::http1::pool::IDLE_TIMEOUT / 2);
+        loop {
+            every.tick().await;
+            crate::http1::pool::sweep();
+        }
     });
 }
 
@@ -119,23 +128,24 @@ fn http2_client(connect_timeout: Duration, tls: Option<Origination>) -> HttpClie
     let tls_key = tls
         .as_ref()
         .map(|o| (Arc::as_ptr(&o.config) as usize, o.name.clone()));
-    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
-    clients
-        .entry((connect_timeout, http2, tls_key))
-        .or_insert_with(|| {
-            let mut http = HttpConnector::new();
-            http.set_connect_timeout(Some(connect_timeout));
-            http.set_nodelay(true);
-            let connector = Connector {
-                http,
-                tls,
-                timeout: connect_timeout,
-            };
-            Client::builder(TokioExecutor::new())
-                .http2_only(http2)
-                .pool_idle_timeout(Duration::from_secs(60))
-                .pool_max_idle_per_host(1024)
-                .build(connector)
-        })
-        .clone()
+    CLIENTS.with_borrow_mut(|clients| {
+        clients
+            .entry((connect_timeout, http2, tls_key))
+            .or_insert_with(|| {
+                let mut http = HttpConnector::new();
+                http.set_connect_timeout(Some(connect_timeout));
+                http.set_nodelay(true);
+                let connector = Connector {
+                    http,
+                    tls,
+                    timeout: connect_timeout,
+                };
+                Client::builder(TokioExecutor::new())
+                    .http2_only(http2)
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(1024)
+                    .build(connector)
+            })
+            .clone()
+    })
 }
