@@ -51,6 +51,11 @@ struct Args {
     /// Give up waiting for convergence after this many seconds.
     #[arg(long, default_value_t = 120)]
     deadline: u64,
+    /// After the storm, also wait this many seconds without a change and measure RSS again:
+    /// 65 is past the minute after which the controlplane drops the API descriptors, its
+    /// steady state between config changes.
+    #[arg(long)]
+    quiet: Option<u64>,
     /// Only write the generated snapshot into this directory and exit (for profiling the
     /// controlplane's load path with `controlplane validate`).
     #[arg(long)]
@@ -402,6 +407,13 @@ async fn run_one(args: &Args, n: usize, mode: Mode) -> anyhow::Result<()> {
         cp.settled_rss().await,
         cp.peak_rss()
     );
+    if let Some(quiet) = args.quiet {
+        tokio::time::sleep(Duration::from_secs(quiet)).await;
+        println!(
+            "  quiet: RSS {:.0} MB with {n} streams connected, {quiet} s later",
+            cp.usage().1
+        );
+    }
     if backwards > 0 {
         bail!("{backwards} clients were sent a version older than one they had");
     }
