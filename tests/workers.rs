@@ -1,7 +1,7 @@
 //! Our dataplane with two workers (dataplane/src/workers.rs): each listener is bound once per
 //! worker with SO_REUSEPORT, connections are served whichever socket takes them, and a changed
 //! listener closes every old socket before its replacements bind, so no connection reaches
-//! the old config.
+//! the old config. A listener with `enable_reuse_port: false` has one socket for both.
 
 #![allow(clippy::unwrap_used)]
 
@@ -65,10 +65,17 @@ async fn two_workers_share_a_listener_and_replace_it_whole() {
             ],
         ),
     );
+    let shared_port = free_port();
+    // Envoy's `enable_reuse_port: false`: all workers accept on one socket.
+    let shared = listener("shared", shared_port, "r1").replace(
+        "  filter_chains:",
+        "  enable_reuse_port: false\n  filter_chains:",
+    );
+    assert!(shared.contains("enable_reuse_port"), "{shared}");
     write(
         &dir,
         "listener.yaml",
-        &file(None, &[listener("http", port, "r1")]),
+        &file(None, &[listener("http", port, "r1"), shared.clone()]),
     );
     let cp = Controlplane::start(&dir, work.path());
     let (host, xds_port) = cp.xds.rsplit_once(':').unwrap();
@@ -87,12 +94,19 @@ async fn two_workers_share_a_listener_and_replace_it_whole() {
     .await;
     assert_eq!(listening_sockets(port), 2, "one socket per worker");
     all_answered_by(&addr, "b1", 40).await;
+    let shared_addr = format!("127.0.0.1:{shared_port}");
+    eventually("the shared listener to answer", || async {
+        http::get(&shared_addr, "/hello", &[]).await
+    })
+    .await;
+    assert_eq!(listening_sockets(shared_port), 1, "one socket for both");
+    all_answered_by(&shared_addr, "b1", 40).await;
 
     // The listener changes (another route configuration): it is replaced on both workers.
     write(
         &dir,
         "listener.yaml",
-        &file(None, &[listener("http", port, "r2")]),
+        &file(None, &[listener("http", port, "r2"), shared]),
     );
     eventually("a request through the proxy answered by b2", || async {
         http::get(&addr, "/hello", &[])

@@ -53,6 +53,9 @@ pub struct Listener {
     /// The prefix of its stats: `stat_prefix`, else the address as Envoy writes it
     /// (`127.0.0.1_10000`).
     pub stat_prefix: String,
+    /// `enable_reuse_port` (default true): with several workers, a socket per worker bound
+    /// with SO_REUSEPORT; false, one socket all the workers accept on.
+    pub reuse_port: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +155,7 @@ fn translate(l: &XdsListener) -> FieldResult<Listener> {
             "stat_prefix",
             "listener_filters",
             "listener_filters_timeout",
+            "enable_reuse_port",
         ],
     )?;
     let address = socket_addr(l.address.as_ref()).map_err(|e| e.within("address"))?;
@@ -205,6 +209,7 @@ fn translate(l: &XdsListener) -> FieldResult<Listener> {
         } else {
             l.stat_prefix.clone()
         },
+        reuse_port: l.enable_reuse_port.as_ref().is_none_or(|b| b.value),
     })
 }
 

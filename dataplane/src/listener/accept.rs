@@ -255,6 +255,7 @@ mod tests {
             tls_inspector: false,
             filters_timeout: None,
             stat_prefix: String::new(),
+            reuse_port: true,
         });
         let stream = TcpStream::connect(addr).await.unwrap();
         let accept = serve(stream, addr, listener_config, runtime, drain);

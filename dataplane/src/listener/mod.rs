@@ -164,22 +164,30 @@ pub fn warm(listener: &Listener, snapshot: &Snapshot) -> bool {
         })
 }
 
-/// Binds the listener's address once per worker and starts an accept loop on each, which
-/// serves its connections on that worker (workers.rs). Returns the stop switch and what ends
-/// once every socket is closed.
+/// Binds the listener's address once per worker (or once for all of them without
+/// `enable_reuse_port`) and starts an accept loop on each worker, which serves its
+/// connections on that worker (workers.rs). Returns the stop switch and what ends once every
+/// socket is closed.
 fn start(
     listener: Arc<Listener>,
     runtime: Arc<Runtime>,
 ) -> std::io::Result<(watch::Sender<bool>, mpsc::Receiver<()>)> {
     let workers = crate::workers::handles();
-    let shared = workers.len() > 1;
-    let first = bind(listener.address, shared)?;
+    let per_worker = workers.len() > 1 && listener.reuse_port;
+    let first = bind(listener.address, per_worker)?;
     // Port 0 is resolved by the first bind: the other workers bind the port it got.
     let address = first.local_addr()?;
-    let mut sockets = vec![first];
+    let mut sockets = Vec::with_capacity(workers.len());
     for _ in 1..workers.len() {
-        sockets.push(bind(address, true)?);
+        // Without SO_REUSEPORT every worker accepts on the one socket, through a descriptor
+        // of its own for its reactor: whichever worker accepts first takes the connection.
+        sockets.push(if per_worker {
+            bind(address, true)?
+        } else {
+            first.try_clone()?
+        });
     }
+    sockets.insert(0, first);
     info!(listener = %listener.name, address = %listener.address, workers = workers.len(), "listening");
     let (stop, stopped) = watch::channel(false);
     let (closed, all_closed) = mpsc::channel(1);
@@ -225,15 +233,15 @@ fn start(
 }
 
 /// Binds with SO_REUSEADDR (so a replaced listener can take its address straight back) and a
-/// large backlog; with `shared`, SO_REUSEPORT too, so that each worker binds the address.
-fn bind(addr: std::net::SocketAddr, shared: bool) -> std::io::Result<std::net::TcpListener> {
+/// large backlog; with `per_worker`, SO_REUSEPORT too, so that each worker binds the address.
+fn bind(addr: std::net::SocketAddr, per_worker: bool) -> std::io::Result<std::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
-    if shared {
+    if per_worker {
         socket.set_reuseport(true)?;
     }
     socket.bind(addr)?;

@@ -32,6 +32,7 @@ fn listener(chains: Vec<FilterChain>, default: Option<FilterChain>) -> Listener 
         tls_inspector: true,
         filters_timeout: None,
         stat_prefix: String::new(),
+        reuse_port: true,
     }
 }
 
