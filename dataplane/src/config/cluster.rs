@@ -1,5 +1,5 @@
 //! Cluster -> [`Cluster`]: discovery type, connect timeout, load balancing, HTTP/2 upstreams,
-//! TLS to the endpoints.
+//! TLS to the endpoints, circuit breakers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +36,32 @@ pub struct Cluster {
     pub healthy_panic_threshold: u32,
     /// TLS to the endpoints (`transport_socket` envoy.transport_sockets.tls).
     pub tls: Option<Arc<ClientTls>>,
+    pub breakers: CircuitBreakers,
+}
+
+/// `circuit_breakers`: the limits of the DEFAULT priority, the one every route here has
+/// (routes with a `priority` are refused), so HIGH thresholds are read and never apply.
+///
+/// Envoy's `max_connections` and `max_pending_requests` make a request wait for a connection;
+/// our pools open one per request that finds none idle and have no such queue, so only the
+/// "no limit" value (4294967295, what Istio sets) is accepted for them, and without
+/// `circuit_breakers` there is no connection limit (Envoy's is 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreakers {
+    /// Requests in flight to the cluster at once; one more gets 503 (Envoy's overflow).
+    pub max_requests: u32,
+    /// Retries in flight to the cluster at once; a retry past it is not made.
+    pub max_retries: u32,
+}
+
+impl Default for CircuitBreakers {
+    /// Envoy's defaults (circuit_breaker.proto).
+    fn default() -> Self {
+        CircuitBreakers {
+            max_requests: 1024,
+            max_retries: 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -163,10 +189,15 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             "dns_refresh_rate",
             "dns_lookup_family",
             "transport_socket",
+            "circuit_breakers",
             // Only changes statistics names (cluster.proto, alt_stat_name).
             "alt_stat_name",
         ],
     )?;
+    let breakers = match &c.circuit_breakers {
+        Some(b) => circuit_breakers(b).map_err(|e| e.within("circuit_breakers"))?,
+        None => CircuitBreakers::default(),
+    };
     let discovery = match c.cluster_discovery_type {
         None | Some(ClusterDiscoveryType::Type(0)) => {
             let la = c.load_assignment.as_ref().ok_or_else(|| {
@@ -275,7 +306,64 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             .and_then(|l| l.healthy_panic_threshold.as_ref())
             .map_or(50, |p| p.value.clamp(0.0, 100.0).round() as u32),
         tls,
+        breakers,
     })
+}
+
+/// The DEFAULT priority's limits: the first thresholds of that priority, as in Envoy, and
+/// Envoy's defaults for what they leave out.
+fn circuit_breakers(
+    b: &xds_types::pb::envoy::config::cluster::v3::CircuitBreakers,
+) -> FieldResult<CircuitBreakers> {
+    only_fields(b, &["thresholds"])?;
+    let mut limits = CircuitBreakers::default();
+    let mut default_seen = false;
+    for (i, t) in b.thresholds.iter().enumerate() {
+        let at = format!("thresholds[{i}]");
+        only_fields(
+            t,
+            &[
+                "priority",
+                "max_connections",
+                "max_pending_requests",
+                "max_requests",
+                "max_retries",
+                "max_connection_pools",
+                // Only adds `remaining_*` gauges to the stats.
+                "track_remaining",
+            ],
+        )
+        .map_err(|e| e.within(&at))?;
+        for (field, value) in [
+            ("max_connections", &t.max_connections),
+            ("max_pending_requests", &t.max_pending_requests),
+            ("max_connection_pools", &t.max_connection_pools),
+        ] {
+            if let Some(v) = value
+                && v.value != u32::MAX
+            {
+                return Err(FieldError::new(
+                    format!("{at}.{field}"),
+                    format!(
+                        "only 4294967295 (no limit) is supported, not {}: requests do not wait \
+                         for a connection here",
+                        v.value
+                    ),
+                ));
+            }
+        }
+        // RoutingPriority DEFAULT is 0; the first thresholds of a priority are used.
+        if t.priority == 0 && !default_seen {
+            default_seen = true;
+            if let Some(v) = &t.max_requests {
+                limits.max_requests = v.value;
+            }
+            if let Some(v) = &t.max_retries {
+                limits.max_retries = v.value;
+            }
+        }
+    }
+    Ok(limits)
 }
 
 fn lb_kind(c: &XdsCluster) -> FieldResult<LbKind> {
@@ -459,6 +547,55 @@ mod tests {
     }
 
     const TWO_NAMES: &str = "load_assignment: { cluster_name: c, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: a.example, port_value: 80 } } } }, { endpoint: { address: { socket_address: { address: b.example, port_value: 81 } } } } ] } ] }";
+
+    #[test]
+    fn circuit_breakers_default_priority_and_what_is_refused() {
+        let la = "load_assignment: { cluster_name: c }";
+        assert_eq!(
+            cluster(&format!("name: c\n{la}")).expect("valid").breakers,
+            CircuitBreakers {
+                max_requests: 1024,
+                max_retries: 3
+            }
+        );
+        // The first DEFAULT thresholds; HIGH ones and later duplicates do not apply.
+        let c = cluster(&format!(
+            "name: c\ncircuit_breakers: {{ thresholds: [ {{ priority: HIGH, max_requests: 7 }}, {{ max_requests: 10 }}, {{ max_requests: 20, max_retries: 1 }} ] }}\n{la}"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.breakers,
+            CircuitBreakers {
+                max_requests: 10,
+                max_retries: 3
+            }
+        );
+        // Istio's thresholds.
+        cluster(&format!("name: c\ncircuit_breakers: {{ thresholds: [ {{ max_connections: 4294967295, max_pending_requests: 4294967295, max_requests: 4294967295, max_retries: 4294967295, track_remaining: true }} ] }}\n{la}")).expect("valid");
+        for (field, value) in [
+            (
+                "thresholds: [ { max_connections: 100 } ]",
+                "cluster \"c\": circuit_breakers.thresholds[0].max_connections: only 4294967295 (no limit) is supported, not 100",
+            ),
+            (
+                "thresholds: [ {}, { max_pending_requests: 5 } ]",
+                "circuit_breakers.thresholds[1].max_pending_requests",
+            ),
+            (
+                "thresholds: [ { retry_budget: {} } ]",
+                "circuit_breakers.thresholds[0].retry_budget",
+            ),
+            (
+                "per_host_thresholds: [ { max_connections: 1 } ]",
+                "circuit_breakers.per_host_thresholds",
+            ),
+        ] {
+            let e = cluster(&format!("name: c\ncircuit_breakers: {{ {field} }}\n{la}"))
+                .expect_err(field)
+                .to_string();
+            assert!(e.contains(value), "{field}: {e}");
+        }
+    }
 
     #[test]
     fn dns_clusters_keep_names_family_and_refresh() {

@@ -27,6 +27,9 @@ pub enum ProxyError {
     ConnectFailure(String),
     /// The upstream reset or closed before the response headers (UC).
     Reset(String),
+    /// The cluster's circuit breaker for requests in flight is open (UO): 503 with
+    /// `x-envoy-overloaded: true`.
+    Overflow,
     /// The upstream broke the protocol (an unparsable HTTP/1 response, an HTTP/2 frame our
     /// codec refuses, e.g. an HTTP/1 server behind an http2 cluster): 502 (UPE).
     Protocol(String),
@@ -66,7 +69,8 @@ impl ProxyError {
             ProxyError::NoCluster(_)
             | ProxyError::NoHealthyUpstream
             | ProxyError::ConnectFailure(_)
-            | ProxyError::Reset(_) => S::SERVICE_UNAVAILABLE,
+            | ProxyError::Reset(_)
+            | ProxyError::Overflow => S::SERVICE_UNAVAILABLE,
             ProxyError::Timeout(_) | ProxyError::StreamIdle => S::GATEWAY_TIMEOUT,
             ProxyError::Protocol(_) => S::BAD_GATEWAY,
             ProxyError::BadRequest(_) => S::BAD_REQUEST,
@@ -86,6 +90,9 @@ impl ProxyError {
                 "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure".into()
             }
             ProxyError::Reset(_) => "upstream connect error or disconnect/reset before headers. reset reason: connection termination".into(),
+            ProxyError::Overflow => {
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow".into()
+            }
             ProxyError::Timeout(_) => "upstream request timeout".into(),
             ProxyError::StreamIdle => "stream timeout".into(),
             ProxyError::Protocol(_) => {
@@ -114,6 +121,7 @@ impl ProxyError {
             ProxyError::Protocol(_) => {
                 "upstream_reset_before_response_started{protocol_error}".into()
             }
+            ProxyError::Overflow => "upstream_reset_before_response_started{overflow}".into(),
             ProxyError::Timeout(_) => "upstream_response_timeout".into(),
             ProxyError::StreamIdle => "stream_idle_timeout".into(),
             ProxyError::BadRequest(_) => "downstream_local_disconnect".into(),
@@ -143,6 +151,7 @@ impl ProxyError {
             ProxyError::NoHealthyUpstream => "UH",
             ProxyError::ConnectFailure(_) => "UF",
             ProxyError::Reset(_) => "UC",
+            ProxyError::Overflow => "UO",
             ProxyError::Timeout(_) => "UT",
             ProxyError::StreamIdle => "SI",
             ProxyError::Protocol(_) => "UPE",

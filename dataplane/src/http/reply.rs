@@ -57,6 +57,12 @@ fn local_reply(
             HeaderValue::from_static("text/plain"),
         );
     }
+    if *e == ProxyError::Overflow {
+        r.headers_mut().insert(
+            headers::X_ENVOY_OVERLOADED,
+            HeaderValue::from_static("true"),
+        );
+    }
     headers::apply_response(r.headers_mut(), levels, conn);
     set_server(r.headers_mut(), hcm);
     tracing::debug!(flag = e.flag(), status = %e.status(), "local reply");

@@ -25,7 +25,7 @@ use crate::observe::access_log::body::{Counted, Pending};
 use crate::observe::access_log::entry::Probe;
 use crate::observe::access_log::{BodyCount, Entry};
 use crate::runtime::{Runtime, Snapshot};
-use crate::upstream::cluster::ActiveRequest;
+use crate::upstream::cluster::{ActiveRequest, InFlight, Slot};
 use crate::upstream::pool::{self, Body};
 
 /// The largest request body kept for retries (Envoy's default per-connection buffer limit).
@@ -260,6 +260,9 @@ async fn forward(
     let attempts = retry.map_or(1, |r| r.num_retries + 1);
     let deadline = fwd.timeout.map(|t| started + t);
     let mut last_err = ProxyError::NoHealthyUpstream;
+    let breakers = cluster.config.breakers;
+    // The retry in flight holds its slot until the next retry or the end.
+    let mut retry_slot: Option<Slot> = None;
     for attempt in 0..attempts {
         // Envoy counts the attempt even when no host can be picked.
         if let Some(e) = log {
@@ -312,6 +315,13 @@ async fn forward(
         if let Some(e) = log {
             e.upstream_local_probe = Some(upstream_local(&mut upstream, cluster.config.http2));
         }
+        // Counted until the response headers (Envoy counts until the stream ends: a response
+        // whose body is still streaming is not in flight here).
+        let Some(_request_slot) =
+            InFlight::take(&cluster.in_flight.requests, breakers.max_requests)
+        else {
+            return Err(ProxyError::Overflow);
+        };
         let _active = ActiveRequest::new(host.clone());
         let sent = Instant::now();
         let per_try = retry.and_then(|r| r.per_try_timeout);
@@ -352,7 +362,12 @@ async fn forward(
                 {
                     splice_upgrade(down, up);
                 }
-                if !last && retry.is_some_and(|r| retry_status(r, resp.status())) {
+                if !last
+                    && retry.is_some_and(|r| retry_status(r, resp.status()))
+                    && let Some(slot) =
+                        InFlight::take(&cluster.in_flight.retries, breakers.max_retries)
+                {
+                    drop(retry_slot.replace(slot));
                     backoff(retry, attempt).await;
                     continue;
                 }
@@ -393,6 +408,11 @@ async fn forward(
                 last_err = e;
                 if last || !may_retry {
                     return Err(last_err);
+                }
+                // Past max_retries the retry is not made (Envoy's retry overflow).
+                match InFlight::take(&cluster.in_flight.retries, breakers.max_retries) {
+                    Some(slot) => drop(retry_slot.replace(slot)),
+                    None => return Err(last_err),
                 }
                 backoff(retry, attempt).await;
             }

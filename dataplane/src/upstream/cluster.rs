@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::config::{Cluster, LoadAssignment};
 
@@ -39,6 +39,35 @@ impl HostState {
     }
 }
 
+/// Requests and retries in flight to a cluster, against its circuit breakers.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    pub requests: AtomicU32,
+    pub retries: AtomicU32,
+}
+
+/// One request or retry counted in flight; uncounted when dropped.
+#[derive(Debug)]
+pub struct Slot<'a>(&'a AtomicU32);
+
+impl InFlight {
+    /// Counts one in `counter` if fewer than `max` are counted; `None`: the breaker is open.
+    pub fn take(counter: &AtomicU32, max: u32) -> Option<Slot<'_>> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(counter))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A cluster with its hosts by priority, the share of requests each priority takes, and a
 /// picker per priority.
 ///
@@ -52,6 +81,8 @@ impl HostState {
 #[derive(Debug)]
 pub struct UpstreamCluster {
     pub config: Arc<Cluster>,
+    /// What the circuit breakers count (`config.breakers` are the limits).
+    pub in_flight: Arc<InFlight>,
     /// Every host, all priorities, for /clusters.
     pub all: Vec<Arc<HostState>>,
     priorities: Vec<Priority>,
@@ -127,8 +158,14 @@ impl UpstreamCluster {
                 Priority { hosts, picker }
             })
             .collect();
+        // Kept while the cluster's config is the same (an EDS or DNS change rebuilds the
+        // cluster, not its breakers; a changed cluster is a new one, as in Envoy).
+        let in_flight = previous
+            .filter(|p| Arc::ptr_eq(&p.config, &config))
+            .map_or_else(Default::default, |p| p.in_flight.clone());
         UpstreamCluster {
             config,
+            in_flight,
             all,
             priorities,
             load,

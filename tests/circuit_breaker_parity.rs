@@ -1,0 +1,227 @@
+//! Circuit breakers, real Envoy 1.40 against our dataplane on the same static bootstrap (but
+//! for the listener port):
+//!
+//! - `max_requests: 1`: while one request is in flight to the cluster (held by its upstream),
+//!   the next gets Envoy's overflow answer (503, `x-envoy-overloaded: true`, its body), and
+//!   once it is done the cluster takes requests again;
+//! - `max_retries: 0`: a retry policy's retries are not made (the upstream sees one request),
+//!   where the default limit (3) lets them through;
+//! - Istio's thresholds (every limit 4294967295) are accepted and change nothing.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use support::backend::Backend;
+use support::{Dataplane, Envoy, eventually, free_port, http};
+
+/// An upstream that answers every request 503 and counts them.
+async fn counting_503() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let hits = counted.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .status(503)
+                                .body(Full::new(Bytes::from_static(b"down")))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, hits)
+}
+
+/// An upstream that answers 200 at once, but holds a request for `/held` until the test
+/// releases it (one permit each), counting the held requests that arrived.
+async fn holding() -> (u16, Arc<AtomicUsize>, Arc<Semaphore>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Semaphore::new(0));
+    let (a, r) = (arrived.clone(), release.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (arrived, release) = (a.clone(), r.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    let (arrived, release) = (arrived.clone(), release.clone());
+                    async move {
+                        if req.uri().path() == "/held" {
+                            arrived.fetch_add(1, Ordering::SeqCst);
+                            release.acquire().await.unwrap().forget();
+                        }
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                            b"ok",
+                        ))))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, arrived, release)
+}
+
+fn cluster(name: &str, port: u16, breakers: &str) -> String {
+    format!(
+        r#"{{ name: {name}, type: STATIC, connect_timeout: 1s, {breakers} load_assignment: {{ cluster_name: {name}, endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }} ] }} ] }} }}"#
+    )
+}
+
+const ISTIO: &str = "circuit_breakers: { thresholds: [ { max_connections: 4294967295, max_pending_requests: 4294967295, max_requests: 4294967295, max_retries: 4294967295, track_remaining: true } ] },";
+
+fn bootstrap(port: u16, backend: u16, held: u16, failing: u16) -> String {
+    let retry = "retry_policy: { retry_on: 5xx, num_retries: 2, retry_back_off: { base_interval: 0.001s, max_interval: 0.002s } }";
+    let routes = format!(
+        r#"{{ match: {{ prefix: "/limited" }}, route: {{ cluster: limited }} }},
+        {{ match: {{ prefix: "/held" }}, route: {{ cluster: limited }} }},
+        {{ match: {{ prefix: "/no-retries" }}, route: {{ cluster: no_retries, {retry} }} }},
+        {{ match: {{ prefix: "/retries" }}, route: {{ cluster: retries, {retry} }} }},
+        {{ match: {{ prefix: "/" }}, route: {{ cluster: istio }} }}"#
+    );
+    format!(
+        r#"node: {{ id: breakers, cluster: test }}
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
+static_resources:
+  listeners:
+  - {{ name: http, address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}, filter_chains: [ {{ filters: [ {{ name: envoy.filters.network.http_connection_manager, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, route_config: {{ virtual_hosts: [ {{ name: v, domains: ["*"], routes: [ {routes} ] }} ] }}, http_filters: [ {{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }} ] }} }} ] }} ] }}
+  clusters: [ {}, {}, {}, {} ]
+"#,
+        cluster(
+            "limited",
+            held,
+            "circuit_breakers: { thresholds: [ { max_requests: 1 } ] },"
+        ),
+        cluster(
+            "no_retries",
+            failing,
+            "circuit_breakers: { thresholds: [ { priority: HIGH, max_retries: 5 }, { max_retries: 0 } ] },"
+        ),
+        cluster("retries", failing, ""),
+        cluster("istio", backend, ISTIO),
+    )
+}
+
+/// What a client sees of the overflow answer.
+#[derive(Debug, PartialEq)]
+struct Overflow {
+    status: u16,
+    overloaded: Option<String>,
+    body: String,
+}
+
+/// With a request held by the upstream of `limited`, the answer to another one; then the
+/// held one's status once released, and a request's after it.
+async fn overflow(addr: &str, arrived: &AtomicUsize, release: &Semaphore) -> (Overflow, u16, u16) {
+    let before = arrived.load(Ordering::SeqCst);
+    let held = {
+        let addr = addr.to_string();
+        tokio::spawn(async move { http::get(&addr, "/held", &[]).await })
+    };
+    // Once the upstream has it, the proxy counts it in flight.
+    eventually(
+        &format!("the held request through {addr} to arrive"),
+        || async { (arrived.load(Ordering::SeqCst) > before).then_some(()) },
+    )
+    .await;
+    let reply = http::get(addr, "/limited/fast", &[]).await.unwrap();
+    release.add_permits(1);
+    let first = held.await.unwrap().map_or(0, |r| r.status);
+    let after = http::get(addr, "/limited/fast", &[])
+        .await
+        .map_or(0, |r| r.status);
+    (
+        Overflow {
+            status: reply.status,
+            overloaded: reply.header("x-envoy-overloaded").map(str::to_string),
+            body: reply.text(),
+        },
+        first,
+        after,
+    )
+}
+
+/// How many requests the failing upstream saw for one request to `path`.
+async fn upstream_tries(addr: &str, path: &str, hits: &AtomicUsize) -> (u16, usize) {
+    let before = hits.load(Ordering::SeqCst);
+    let status = http::get(addr, path, &[]).await.map_or(0, |r| r.status);
+    (status, hits.load(Ordering::SeqCst) - before)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breakers_match_envoy() {
+    let work = tempfile::tempdir().unwrap();
+    let backend = Backend::start("b").await;
+    let (failing, hits) = counting_503().await;
+    let (held, arrived, release) = holding().await;
+    let (envoy_port, our_port) = (free_port(), free_port());
+    let _envoy = Envoy::start_static(
+        &bootstrap(envoy_port, backend.port(), held, failing),
+        "envoy",
+        work.path(),
+    )
+    .await;
+    let _ours = Dataplane::start(
+        &bootstrap(our_port, backend.port(), held, failing),
+        "dataplane",
+        work.path(),
+    );
+    let addrs = [envoy_port, our_port].map(|p| format!("127.0.0.1:{p}"));
+    for addr in &addrs {
+        eventually(&format!("{addr} to answer"), || async move {
+            http::get(addr, "/", &[]).await.filter(|r| r.status == 200)
+        })
+        .await;
+    }
+    let [envoy, ours] = &addrs;
+
+    let (e, o) = (
+        overflow(envoy, &arrived, &release).await,
+        overflow(ours, &arrived, &release).await,
+    );
+    println!("max_requests: Envoy {e:?}, ours {o:?}");
+    assert_eq!(e.0.status, 503, "Envoy's overflow answer: {e:?}");
+    assert_eq!((e.1, e.2), (200, 200), "Envoy after the overflow: {e:?}");
+    assert_eq!(e, o);
+
+    for path in ["/no-retries", "/retries"] {
+        let (e, o) = (
+            upstream_tries(envoy, path, &hits).await,
+            upstream_tries(ours, path, &hits).await,
+        );
+        println!("{path}: Envoy {e:?}, ours {o:?}");
+        let want = if path == "/no-retries" { 1 } else { 3 };
+        assert_eq!(
+            e,
+            (503, want),
+            "{path}: Envoy does not do what the case says"
+        );
+        assert_eq!(e, o, "{path}");
+    }
+}
