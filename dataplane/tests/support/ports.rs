@@ -5,10 +5,17 @@
 //! a dataplane's admin socket took the port its listener was configured with. So these ports
 //! come from below the kernel's ephemeral range (`ip_local_port_range`), which port-0 binds never
 //! use, and are checked free by binding them.
+//!
+//! Tests run in processes of their own, side by side, and a port is free only until its proxy
+//! binds it, seconds later: two processes drawing the same port in that window collided once
+//! ("Address already in use" for a listener). So a port is also claimed across processes, by
+//! creating a file named after it in a directory they share; claims older than ten minutes are
+//! an earlier run's and are taken over.
 
 use std::collections::HashSet;
 use std::net::TcpListener;
 use std::sync::Mutex;
+use std::time::Duration;
 
 static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
@@ -26,7 +33,7 @@ pub fn unassigned_port() -> u16 {
         if given.contains(&port) {
             continue;
         }
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && claim(port) {
             given.insert(port);
             return port;
         }
@@ -36,6 +43,29 @@ pub fn unassigned_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)
+}
+
+/// Claims `port` for this process among all the test processes of this machine; false if
+/// another one has.
+fn claim(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("xds-mesh-test-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    let path = dir.join(port.to_string());
+    let stale = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > Duration::from_secs(600));
+    if stale {
+        let _ = std::fs::remove_file(&path);
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .is_ok()
 }
 
 /// Randomness without a dependency: the process id and the clock, mixed.
