@@ -6,7 +6,10 @@
 //!   once it is done the cluster takes requests again;
 //! - `max_retries: 0`: a retry policy's retries are not made (the upstream sees one request),
 //!   where the default limit (3) lets them through;
-//! - Istio's thresholds (every limit 4294967295) are accepted and change nothing.
+//! - Istio's thresholds (every limit 4294967295) are accepted and change nothing;
+//! - the admin API counts each breaker's refusals under Envoy's names
+//!   (`upstream_rq_active_overflow`, `upstream_rq_retry_overflow`), shows the breakers closed
+//!   again, and lists the limits in `/clusters` as Envoy does.
 
 #![allow(clippy::unwrap_used)]
 
@@ -134,11 +137,18 @@ struct Overflow {
     status: u16,
     overloaded: Option<String>,
     body: String,
+    /// The admin's `rq_open` line while the held request is in flight.
+    open_while_held: Option<String>,
 }
 
 /// With a request held by the upstream of `limited`, the answer to another one; then the
 /// held one's status once released, and a request's after it.
-async fn overflow(addr: &str, arrived: &AtomicUsize, release: &Semaphore) -> (Overflow, u16, u16) {
+async fn overflow(
+    addr: &str,
+    admin: &str,
+    arrived: &AtomicUsize,
+    release: &Semaphore,
+) -> (Overflow, u16, u16) {
     let before = arrived.load(Ordering::SeqCst);
     let held = {
         let addr = addr.to_string();
@@ -151,6 +161,12 @@ async fn overflow(addr: &str, arrived: &AtomicUsize, release: &Semaphore) -> (Ov
     )
     .await;
     let reply = http::get(addr, "/limited/fast", &[]).await.unwrap();
+    let stats = http::get(admin, "/stats", &[]).await.map(|r| r.text());
+    let open_while_held = stats.and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("cluster.limited.circuit_breakers.default.rq_open: "))
+            .map(str::to_string)
+    });
     release.add_permits(1);
     let first = held.await.unwrap().map_or(0, |r| r.status);
     let after = http::get(addr, "/limited/fast", &[])
@@ -161,6 +177,7 @@ async fn overflow(addr: &str, arrived: &AtomicUsize, release: &Semaphore) -> (Ov
             status: reply.status,
             overloaded: reply.header("x-envoy-overloaded").map(str::to_string),
             body: reply.text(),
+            open_while_held,
         },
         first,
         after,
@@ -181,13 +198,13 @@ async fn circuit_breakers_match_envoy() {
     let (failing, hits) = counting_503().await;
     let (held, arrived, release) = holding().await;
     let (envoy_port, our_port) = (free_port(), free_port());
-    let _envoy = Envoy::start_static(
+    let envoy_proxy = Envoy::start_static(
         &bootstrap(envoy_port, backend.port(), held, failing),
         "envoy",
         work.path(),
     )
     .await;
-    let _ours = Dataplane::start(
+    let our_proxy = Dataplane::start(
         &bootstrap(our_port, backend.port(), held, failing),
         "dataplane",
         work.path(),
@@ -202,11 +219,16 @@ async fn circuit_breakers_match_envoy() {
     let [envoy, ours] = &addrs;
 
     let (e, o) = (
-        overflow(envoy, &arrived, &release).await,
-        overflow(ours, &arrived, &release).await,
+        overflow(envoy, &envoy_proxy.admin, &arrived, &release).await,
+        overflow(ours, &our_proxy.admin, &arrived, &release).await,
     );
     println!("max_requests: Envoy {e:?}, ours {o:?}");
     assert_eq!(e.0.status, 503, "Envoy's overflow answer: {e:?}");
+    assert_eq!(
+        e.0.open_while_held.as_deref(),
+        Some("cluster.limited.circuit_breakers.default.rq_open: 1"),
+        "Envoy's breaker while the request is held: {e:?}"
+    );
     assert_eq!((e.1, e.2), (200, 200), "Envoy after the overflow: {e:?}");
     assert_eq!(e, o);
 
@@ -224,4 +246,35 @@ async fn circuit_breakers_match_envoy() {
         );
         assert_eq!(e, o, "{path}");
     }
+
+    // What the admin API says of it all.
+    let mut seen = Vec::new();
+    for admin in [&envoy_proxy.admin, &our_proxy.admin] {
+        let stats = http::get(admin, "/stats", &[]).await.unwrap().text();
+        let clusters = http::get(admin, "/clusters", &[]).await.unwrap().text();
+        let wanted = [
+            "cluster.limited.upstream_rq_active_overflow: ",
+            "cluster.limited.circuit_breakers.default.rq_open: ",
+            "cluster.no_retries.upstream_rq_retry_overflow: ",
+            "cluster.no_retries.circuit_breakers.default.rq_retry_open: ",
+            "cluster.retries.upstream_rq_retry_overflow: ",
+        ];
+        let mut lines: Vec<&str> = wanted
+            .iter()
+            .map(|w| stats.lines().find(|l| l.starts_with(w)).unwrap_or(w))
+            .collect();
+        lines.extend(clusters.lines().filter(|l| {
+            l.starts_with("limited::default_priority::max_requests::")
+                || l.starts_with("no_retries::default_priority::max_retries::")
+        }));
+        seen.push(lines.join("\n"));
+    }
+    println!("Envoy:\n{}\nours:\n{}", seen[0], seen[1]);
+    assert!(
+        seen[0].contains("upstream_rq_active_overflow: 1")
+            && seen[0].contains("no_retries.upstream_rq_retry_overflow: 1"),
+        "Envoy does not count what the case says: {}",
+        seen[0]
+    );
+    assert_eq!(seen[0], seen[1]);
 }

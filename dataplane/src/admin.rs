@@ -84,7 +84,8 @@ fn handle(path: &str, runtime: &Runtime, node_id: &str) -> Response<Full<Bytes>>
 
 /// The counters we keep, in Envoy's `/stats` text format (`name: value`); so far the
 /// `ssl.*` counters of clusters and listeners (a listener's TLS chains summed, as Envoy keeps
-/// one set per listener), and the access log files' `filesystem.*`.
+/// one set per listener), the clusters' circuit breakers (Envoy's names), and the access log
+/// files' `filesystem.*`.
 fn stats(runtime: &Runtime) -> String {
     let snapshot = runtime.load();
     let listeners = snapshot.config.listeners.values().filter_map(|l| {
@@ -116,6 +117,33 @@ fn stats(runtime: &Runtime) -> String {
         .chain(listeners.flatten())
         .collect();
     lines.extend(crate::observe::access_log::writer::STATS.lines());
+    for (name, c) in &snapshot.clusters {
+        let (limits, in_flight) = (c.config.breakers, &c.in_flight);
+        // Open while the count is at its limit. Envoy sets the gauge as the count moves, so a
+        // limit of 0, never reached by counting, shows closed there too.
+        let open = |n: &std::sync::atomic::AtomicU32, max: u32| {
+            let n = n.load(Ordering::Relaxed);
+            u8::from(n > 0 && n >= max)
+        };
+        lines.extend([
+            format!(
+                "cluster.{name}.circuit_breakers.default.rq_open: {}",
+                open(&in_flight.requests, limits.max_requests)
+            ),
+            format!(
+                "cluster.{name}.circuit_breakers.default.rq_retry_open: {}",
+                open(&in_flight.retries, limits.max_retries)
+            ),
+            format!(
+                "cluster.{name}.upstream_rq_active_overflow: {}",
+                in_flight.requests_refused.load(Ordering::Relaxed)
+            ),
+            format!(
+                "cluster.{name}.upstream_rq_retry_overflow: {}",
+                in_flight.retries_refused.load(Ordering::Relaxed)
+            ),
+        ]);
+    }
     lines.sort();
     lines.into_iter().map(|l| l + "\n").collect()
 }
@@ -128,6 +156,18 @@ fn clusters(runtime: &Runtime) -> String {
     let mut out = String::new();
     for name in names {
         let c = &snapshot.clusters[name];
+        // The limits we enforce (Envoy also lists max_connections and max_pending_requests).
+        let limits = c.config.breakers;
+        let _ = writeln!(
+            out,
+            "{name}::default_priority::max_requests::{}",
+            limits.max_requests
+        );
+        let _ = writeln!(
+            out,
+            "{name}::default_priority::max_retries::{}",
+            limits.max_retries
+        );
         for h in &c.all {
             let p = format!("{name}::{}", h.addr);
             let _ = writeln!(out, "{p}::cx_active::{}", h.active.load(Ordering::Relaxed));

@@ -25,7 +25,7 @@ use crate::observe::access_log::body::{Counted, Pending};
 use crate::observe::access_log::entry::Probe;
 use crate::observe::access_log::{BodyCount, Entry};
 use crate::runtime::{Runtime, Snapshot};
-use crate::upstream::cluster::{ActiveRequest, InFlight, Slot};
+use crate::upstream::cluster::{ActiveRequest, Slot};
 use crate::upstream::pool::{self, Body};
 
 /// The largest request body kept for retries (Envoy's default per-connection buffer limit).
@@ -317,9 +317,7 @@ async fn forward(
         }
         // Counted until the response headers (Envoy counts until the stream ends: a response
         // whose body is still streaming is not in flight here).
-        let Some(_request_slot) =
-            InFlight::take(&cluster.in_flight.requests, breakers.max_requests)
-        else {
+        let Some(_request_slot) = cluster.in_flight.request(breakers.max_requests) else {
             return Err(ProxyError::Overflow);
         };
         let _active = ActiveRequest::new(host.clone());
@@ -364,8 +362,7 @@ async fn forward(
                 }
                 if !last
                     && retry.is_some_and(|r| retry_status(r, resp.status()))
-                    && let Some(slot) =
-                        InFlight::take(&cluster.in_flight.retries, breakers.max_retries)
+                    && let Some(slot) = cluster.in_flight.retry(breakers.max_retries)
                 {
                     drop(retry_slot.replace(slot));
                     backoff(retry, attempt).await;
@@ -410,7 +407,7 @@ async fn forward(
                     return Err(last_err);
                 }
                 // Past max_retries the retry is not made (Envoy's retry overflow).
-                match InFlight::take(&cluster.in_flight.retries, breakers.max_retries) {
+                match cluster.in_flight.retry(breakers.max_retries) {
                     Some(slot) => drop(retry_slot.replace(slot)),
                     None => return Err(last_err),
                 }

@@ -39,11 +39,14 @@ impl HostState {
     }
 }
 
-/// Requests and retries in flight to a cluster, against its circuit breakers.
+/// Requests and retries in flight to a cluster, against its circuit breakers, and how often
+/// each breaker refused (Envoy's `upstream_rq_active_overflow`, `upstream_rq_retry_overflow`).
 #[derive(Debug, Default)]
 pub struct InFlight {
     pub requests: AtomicU32,
     pub retries: AtomicU32,
+    pub requests_refused: AtomicU64,
+    pub retries_refused: AtomicU64,
 }
 
 /// One request or retry counted in flight; uncounted when dropped.
@@ -51,14 +54,27 @@ pub struct InFlight {
 pub struct Slot<'a>(&'a AtomicU32);
 
 impl InFlight {
-    /// Counts one in `counter` if fewer than `max` are counted; `None`: the breaker is open.
-    pub fn take(counter: &AtomicU32, max: u32) -> Option<Slot<'_>> {
-        counter
+    /// A request in flight, if fewer than `max` are; `None`: the breaker is open (counted).
+    pub fn request(&self, max: u32) -> Option<Slot<'_>> {
+        Self::take(&self.requests, max, &self.requests_refused)
+    }
+
+    /// A retry in flight, if fewer than `max` are; `None`: the breaker is open (counted).
+    pub fn retry(&self, max: u32) -> Option<Slot<'_>> {
+        Self::take(&self.retries, max, &self.retries_refused)
+    }
+
+    fn take<'a>(counter: &'a AtomicU32, max: u32, refused: &AtomicU64) -> Option<Slot<'a>> {
+        let taken = counter
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| Slot(counter))
+            .map(|_| Slot(counter));
+        if taken.is_none() {
+            refused.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
     }
 }
 
