@@ -9,7 +9,8 @@
 //! - Istio's thresholds (every limit 4294967295) are accepted and change nothing;
 //! - the admin API counts each breaker's refusals under Envoy's names
 //!   (`upstream_rq_active_overflow`, `upstream_rq_retry_overflow`), shows the breakers closed
-//!   again, and lists the limits in `/clusters` as Envoy does.
+//!   again, and lists the limits in `/clusters` as Envoy does; `/stats/prometheus` has the
+//!   same metrics, tags and types as Envoy's.
 
 #![allow(clippy::unwrap_used)]
 
@@ -277,4 +278,41 @@ async fn circuit_breakers_match_envoy() {
         seen[0]
     );
     assert_eq!(seen[0], seen[1]);
+
+    // The same in Prometheus's format: each metric's block (its TYPE line and every cluster's
+    // series).
+    let mut blocks = Vec::new();
+    for admin in [&envoy_proxy.admin, &our_proxy.admin] {
+        let text = http::get(admin, "/stats/prometheus", &[])
+            .await
+            .unwrap()
+            .text();
+        let block = |metric: &str| -> String {
+            let mut lines = text
+                .lines()
+                .skip_while(|l| !l.starts_with(&format!("# TYPE {metric} ")));
+            let head = lines.next().unwrap_or("(none)").to_string();
+            let series: Vec<&str> = lines.take_while(|l| !l.starts_with("# TYPE")).collect();
+            format!("{head}\n{}", series.join("\n"))
+        };
+        blocks.push(
+            [
+                "envoy_cluster_upstream_rq_active_overflow",
+                "envoy_cluster_upstream_rq_retry_overflow",
+                "envoy_cluster_circuit_breakers_default_rq_open",
+                "envoy_cluster_circuit_breakers_default_rq_retry_open",
+            ]
+            .map(block)
+            .join("\n"),
+        );
+    }
+    println!("Envoy:\n{}\nours:\n{}", blocks[0], blocks[1]);
+    assert!(
+        blocks[0].contains(
+            "envoy_cluster_upstream_rq_active_overflow{envoy_cluster_name=\"limited\"} 1"
+        ),
+        "{}",
+        blocks[0]
+    );
+    assert_eq!(blocks[0], blocks[1]);
 }

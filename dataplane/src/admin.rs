@@ -1,5 +1,5 @@
 //! The admin endpoint (Envoy's admin API, the parts we have): `/ready`, `/server_info`,
-//! `/config_dump`, `/clusters`.
+//! `/config_dump`, `/clusters`, `/stats` and `/stats/prometheus`.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -62,10 +62,16 @@ fn handle(path: &str, runtime: &Runtime, node_id: &str) -> Response<Full<Bytes>>
             )
         }
         "/clusters" => (StatusCode::OK, clusters(runtime), false),
-        "/stats" => (StatusCode::OK, stats(runtime), false),
+        "/stats" => (
+            StatusCode::OK,
+            stats(runtime).into_iter().map(|l| l + "\n").collect(),
+            false,
+        ),
+        "/stats/prometheus" => (StatusCode::OK, prometheus(runtime), false),
         _ => (
             StatusCode::NOT_FOUND,
-            "not found: /ready /server_info /config_dump /clusters /stats\n".to_string(),
+            "not found: /ready /server_info /config_dump /clusters /stats /stats/prometheus\n"
+                .to_string(),
             false,
         ),
     };
@@ -86,7 +92,7 @@ fn handle(path: &str, runtime: &Runtime, node_id: &str) -> Response<Full<Bytes>>
 /// `ssl.*` counters of clusters and listeners (a listener's TLS chains summed, as Envoy keeps
 /// one set per listener), the clusters' circuit breakers (Envoy's names), and the access log
 /// files' `filesystem.*`.
-fn stats(runtime: &Runtime) -> String {
+fn stats(runtime: &Runtime) -> Vec<String> {
     let snapshot = runtime.load();
     let listeners = snapshot.config.listeners.values().filter_map(|l| {
         let chains: Vec<_> = l
@@ -145,7 +151,27 @@ fn stats(runtime: &Runtime) -> String {
         ]);
     }
     lines.sort();
-    lines.into_iter().map(|l| l + "\n").collect()
+    lines
+}
+
+/// The same stats in Prometheus's text format, as Envoy's `/stats/prometheus` has them.
+fn prometheus(runtime: &Runtime) -> String {
+    let lines = stats(runtime);
+    let snapshot = runtime.load();
+    let clusters: Vec<&str> = snapshot
+        .config
+        .clusters
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let stats = lines.iter().filter_map(|l| {
+        let (name, value) = l.rsplit_once(": ")?;
+        Some(crate::observe::prometheus::Stat {
+            name,
+            value: value.parse().ok()?,
+        })
+    });
+    crate::observe::prometheus::render(stats, &clusters)
 }
 
 /// Envoy's `/clusters` text: `cluster::host:port::stat::value`.

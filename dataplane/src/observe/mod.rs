@@ -1,3 +1,5 @@
-//! What the proxy tells about itself: access logs (stats and traces are still to come).
+//! What the proxy tells about itself: access logs, and the stats in Prometheus's format (traces
+//! are still to come).
 
 pub mod access_log;
+pub mod prometheus;
