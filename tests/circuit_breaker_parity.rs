@@ -9,8 +9,9 @@
 //! - Istio's thresholds (every limit 4294967295) are accepted and change nothing;
 //! - the admin API counts each breaker's refusals under Envoy's names
 //!   (`upstream_rq_active_overflow`, `upstream_rq_retry_overflow`), shows the breakers closed
-//!   again, and lists the limits in `/clusters` as Envoy does; `/stats/prometheus` has the
-//!   same metrics, tags and types as Envoy's.
+//!   again, counts the requests sent (`upstream_rq_total`, every try), lists the limits in
+//!   `/clusters` as Envoy does; `/stats/prometheus` has the same metrics, tags and types as
+//!   Envoy's.
 
 #![allow(clippy::unwrap_used)]
 
@@ -259,6 +260,11 @@ async fn circuit_breakers_match_envoy() {
             "cluster.no_retries.upstream_rq_retry_overflow: ",
             "cluster.no_retries.circuit_breakers.default.rq_retry_open: ",
             "cluster.retries.upstream_rq_retry_overflow: ",
+            "cluster.limited.upstream_rq_total: ",
+            "cluster.no_retries.upstream_rq_total: ",
+            "cluster.retries.upstream_rq_total: ",
+            "cluster.istio.upstream_rq_total: ",
+            "cluster.limited.upstream_rq_active: ",
         ];
         let mut lines: Vec<&str> = wanted
             .iter()
@@ -301,6 +307,8 @@ async fn circuit_breakers_match_envoy() {
                 "envoy_cluster_upstream_rq_retry_overflow",
                 "envoy_cluster_circuit_breakers_default_rq_open",
                 "envoy_cluster_circuit_breakers_default_rq_retry_open",
+                "envoy_cluster_upstream_rq_total",
+                "envoy_cluster_upstream_rq_active",
             ]
             .map(block)
             .join("\n"),

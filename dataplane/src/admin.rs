@@ -148,6 +148,14 @@ fn stats(runtime: &Runtime) -> Vec<String> {
                 "cluster.{name}.upstream_rq_retry_overflow: {}",
                 in_flight.retries_refused.load(Ordering::Relaxed)
             ),
+            format!(
+                "cluster.{name}.upstream_rq_total: {}",
+                in_flight.requests_total.load(Ordering::Relaxed)
+            ),
+            format!(
+                "cluster.{name}.upstream_rq_active: {}",
+                in_flight.requests.load(Ordering::Relaxed)
+            ),
         ]);
     }
     lines.sort();

@@ -100,6 +100,9 @@ fn split_address(rest: &str) -> Option<(&str, &str)> {
 }
 
 fn is_gauge(name: &str) -> bool {
+    if name.starts_with("cluster.") && name.ends_with(".upstream_rq_active") {
+        return true;
+    }
     name.contains(".circuit_breakers.")
         && (name.ends_with(".rq_open") || name.ends_with(".rq_retry_open"))
 }

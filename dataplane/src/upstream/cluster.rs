@@ -39,11 +39,13 @@ impl HostState {
     }
 }
 
-/// Requests and retries in flight to a cluster, against its circuit breakers, and how often
-/// each breaker refused (Envoy's `upstream_rq_active_overflow`, `upstream_rq_retry_overflow`).
+/// Requests and retries in flight to a cluster, against its circuit breakers, how often each
+/// breaker refused (Envoy's `upstream_rq_active_overflow`, `upstream_rq_retry_overflow`), and
+/// the requests sent (`upstream_rq_total`: every try).
 #[derive(Debug, Default)]
 pub struct InFlight {
     pub requests: AtomicU32,
+    pub requests_total: AtomicU64,
     pub retries: AtomicU32,
     pub requests_refused: AtomicU64,
     pub retries_refused: AtomicU64,
@@ -56,7 +58,9 @@ pub struct Slot<'a>(&'a AtomicU32);
 impl InFlight {
     /// A request in flight, if fewer than `max` are; `None`: the breaker is open (counted).
     pub fn request(&self, max: u32) -> Option<Slot<'_>> {
-        Self::take(&self.requests, max, &self.requests_refused)
+        let slot = Self::take(&self.requests, max, &self.requests_refused)?;
+        self.requests_total.fetch_add(1, Ordering::Relaxed);
+        Some(slot)
     }
 
     /// A retry in flight, if fewer than `max` are; `None`: the breaker is open (counted).
