@@ -313,8 +313,10 @@ async fn drive(p: &Proxy, ca: &Ca, client: &pki::Leaf) {
 async fn json_lines(path: &str, count: usize) -> BTreeMap<String, Value> {
     eventually(&format!("{count} log lines in {path}"), || async move {
         let text = std::fs::read_to_string(path).ok()?;
+        // The writer may be in the middle of a line: only whole lines are read.
+        let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
         let mut cut = 0;
-        let lines: BTreeMap<String, Value> = text
+        let lines: BTreeMap<String, Value> = whole
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{l}: {e}")))
             .filter(|v| v["listener"] != "http" || !v["case"].is_null() || refused(v))
