@@ -12,7 +12,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::runtime::Runtime;
+use crate::observe::stat::Stat;
+use crate::runtime::{Runtime, Snapshot};
 
 pub async fn serve(listener: TcpListener, runtime: Arc<Runtime>, node_id: String) {
     loop {
@@ -62,12 +63,8 @@ fn handle(path: &str, runtime: &Runtime, node_id: &str) -> Response<Full<Bytes>>
             )
         }
         "/clusters" => (StatusCode::OK, clusters(runtime), false),
-        "/stats" => (
-            StatusCode::OK,
-            stats(runtime).into_iter().map(|l| l + "\n").collect(),
-            false,
-        ),
-        "/stats/prometheus" => (StatusCode::OK, prometheus(runtime), false),
+        "/stats" => (StatusCode::OK, stats_text(&runtime.load()), false),
+        "/stats/prometheus" => (StatusCode::OK, prometheus(&runtime.load()), false),
         _ => (
             StatusCode::NOT_FOUND,
             "not found: /ready /server_info /config_dump /clusters /stats /stats/prometheus\n"
@@ -88,12 +85,10 @@ fn handle(path: &str, runtime: &Runtime, node_id: &str) -> Response<Full<Bytes>>
     r
 }
 
-/// The counters we keep, in Envoy's `/stats` text format (`name: value`); so far the
-/// `ssl.*` counters of clusters and listeners (a listener's TLS chains summed, as Envoy keeps
-/// one set per listener), the clusters' circuit breakers (Envoy's names), and the access log
-/// files' `filesystem.*`.
-fn stats(runtime: &Runtime) -> Vec<String> {
-    let snapshot = runtime.load();
+/// The stats we keep, by Envoy's names and sorted by them: the `ssl.*` counters of clusters
+/// and listeners (a listener's TLS chains summed, as Envoy keeps one set per listener), the
+/// clusters' circuit breakers and request counts, and the access log files' `filesystem.*`.
+fn stats(snapshot: &Snapshot) -> Vec<Stat> {
     let listeners = snapshot.config.listeners.values().filter_map(|l| {
         let chains: Vec<_> = l
             .chains
@@ -108,78 +103,79 @@ fn stats(runtime: &Runtime) -> Vec<String> {
         for tls in chains {
             sum.add(&tls.stats);
         }
-        Some(sum.lines(&format!("listener.{}", l.stat_prefix)))
+        Some(sum.stats(&format!("listener.{}", l.stat_prefix)))
     });
-    let mut lines: Vec<String> = snapshot
+    let mut stats: Vec<Stat> = snapshot
         .config
         .clusters
         .values()
         .filter_map(|c| {
             c.tls
                 .as_ref()
-                .map(|t| t.stats.lines(&format!("cluster.{}", c.name)))
+                .map(|t| t.stats.stats(&format!("cluster.{}", c.name)))
         })
         .flatten()
         .chain(listeners.flatten())
         .collect();
-    lines.extend(crate::observe::access_log::writer::STATS.lines());
+    stats.extend(crate::observe::access_log::writer::STATS.stats());
     for (name, c) in &snapshot.clusters {
         let (limits, in_flight) = (c.config.breakers, &c.in_flight);
         // Open while the count is at its limit. Envoy sets the gauge as the count moves, so a
         // limit of 0, never reached by counting, shows closed there too.
         let open = |n: &std::sync::atomic::AtomicU32, max: u32| {
             let n = n.load(Ordering::Relaxed);
-            u8::from(n > 0 && n >= max)
+            u64::from(n > 0 && n >= max)
         };
-        lines.extend([
-            format!(
-                "cluster.{name}.circuit_breakers.default.rq_open: {}",
-                open(&in_flight.requests, limits.max_requests)
+        let count = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+        let gauges = [
+            (
+                "circuit_breakers.default.rq_open",
+                open(&in_flight.requests, limits.max_requests),
             ),
-            format!(
-                "cluster.{name}.circuit_breakers.default.rq_retry_open: {}",
-                open(&in_flight.retries, limits.max_retries)
+            (
+                "circuit_breakers.default.rq_retry_open",
+                open(&in_flight.retries, limits.max_retries),
             ),
-            format!(
-                "cluster.{name}.upstream_rq_active_overflow: {}",
-                in_flight.requests_refused.load(Ordering::Relaxed)
+            (
+                "upstream_rq_active",
+                u64::from(in_flight.requests.load(Ordering::Relaxed)),
             ),
-            format!(
-                "cluster.{name}.upstream_rq_retry_overflow: {}",
-                in_flight.retries_refused.load(Ordering::Relaxed)
+        ];
+        let counters = [
+            (
+                "upstream_rq_active_overflow",
+                count(&in_flight.requests_refused),
             ),
-            format!(
-                "cluster.{name}.upstream_rq_total: {}",
-                in_flight.requests_total.load(Ordering::Relaxed)
+            (
+                "upstream_rq_retry_overflow",
+                count(&in_flight.retries_refused),
             ),
-            format!(
-                "cluster.{name}.upstream_rq_active: {}",
-                in_flight.requests.load(Ordering::Relaxed)
-            ),
-        ]);
+            ("upstream_rq_total", count(&in_flight.requests_total)),
+        ];
+        stats.extend(gauges.map(|(stat, v)| Stat::gauge(format!("cluster.{name}.{stat}"), v)));
+        stats.extend(counters.map(|(stat, v)| Stat::counter(format!("cluster.{name}.{stat}"), v)));
     }
-    lines.sort();
-    lines
+    stats.sort_by(|a, b| a.name.cmp(&b.name));
+    stats
+}
+
+/// Envoy's `/stats` text: `name: value` lines.
+fn stats_text(snapshot: &Snapshot) -> String {
+    stats(snapshot)
+        .into_iter()
+        .map(|s| format!("{}: {}\n", s.name, s.value))
+        .collect()
 }
 
 /// The same stats in Prometheus's text format, as Envoy's `/stats/prometheus` has them.
-fn prometheus(runtime: &Runtime) -> String {
-    let lines = stats(runtime);
-    let snapshot = runtime.load();
+fn prometheus(snapshot: &Snapshot) -> String {
     let clusters: Vec<&str> = snapshot
         .config
         .clusters
         .keys()
         .map(String::as_str)
         .collect();
-    let stats = lines.iter().filter_map(|l| {
-        let (name, value) = l.rsplit_once(": ")?;
-        Some(crate::observe::prometheus::Stat {
-            name,
-            value: value.parse().ok()?,
-        })
-    });
-    crate::observe::prometheus::render(stats, &clusters)
+    crate::observe::prometheus::render(&stats(snapshot), &clusters)
 }
 
 /// Envoy's `/clusters` text: `cluster::host:port::stat::value`.

@@ -1,4 +1,4 @@
-//! Envoy's `/stats/prometheus` text, made from the `/stats` lines (`name: value`).
+//! Envoy's `/stats/prometheus` text, made from the stats `/stats` shows.
 //!
 //! As Envoy writes it: the metric is `envoy_` and the stat name with its tag taken out, every
 //! character other than `[a-zA-Z0-9_]` made `_`; the tags are Envoy's default ones for the
@@ -12,23 +12,18 @@
 
 use std::collections::BTreeMap;
 
-/// One stat: its name as `/stats` shows it, and its value.
-pub struct Stat<'a> {
-    pub name: &'a str,
-    pub value: u64,
-}
+use super::stat::Stat;
 
 /// The Prometheus text for `stats`; `clusters` are the cluster names the `cluster.` stats use.
-pub fn render<'a>(stats: impl IntoIterator<Item = Stat<'a>>, clusters: &[&str]) -> String {
+pub fn render(stats: &[Stat], clusters: &[&str]) -> String {
     // metric -> (is a gauge, its series: labels -> value)
     let mut metrics: BTreeMap<String, (bool, BTreeMap<String, u64>)> = BTreeMap::new();
     for stat in stats {
-        let (rest, labels) = tagged(stat.name, clusters);
+        let (rest, labels) = tagged(&stat.name, clusters);
         let metric = format!("envoy_{}", sanitized(&rest));
-        let gauge = is_gauge(stat.name);
         metrics
             .entry(metric)
-            .or_insert_with(|| (gauge, BTreeMap::new()))
+            .or_insert_with(|| (stat.gauge, BTreeMap::new()))
             .1
             .insert(labels, stat.value);
     }
@@ -99,14 +94,6 @@ fn split_address(rest: &str) -> Option<(&str, &str)> {
     None
 }
 
-fn is_gauge(name: &str) -> bool {
-    if name.starts_with("cluster.") && name.ends_with(".upstream_rq_active") {
-        return true;
-    }
-    name.contains(".circuit_breakers.")
-        && (name.ends_with(".rq_open") || name.ends_with(".rq_retry_open"))
-}
-
 fn sanitized(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -127,21 +114,17 @@ fn escaped(value: &str) -> String {
 mod tests {
     use super::*;
 
-    fn stat(name: &str, value: u64) -> Stat<'_> {
-        Stat { name, value }
-    }
-
     #[test]
     fn envoys_names_tags_and_types() {
         let text = render(
-            [
-                stat("cluster.web.upstream_rq_active_overflow", 2),
-                stat("cluster.a.b.upstream_rq_active_overflow", 1),
-                stat("cluster.web.circuit_breakers.default.rq_open", 1),
-                stat("listener.127.0.0.1_10000.ssl.handshake", 5),
-                stat("listener.[__1]_443.ssl.handshake", 6),
-                stat("listener.ingress.ssl.handshake", 7),
-                stat("filesystem.write_buffered", 3),
+            &[
+                Stat::counter("cluster.web.upstream_rq_active_overflow", 2),
+                Stat::counter("cluster.a.b.upstream_rq_active_overflow", 1),
+                Stat::gauge("cluster.web.circuit_breakers.default.rq_open", 1),
+                Stat::counter("listener.127.0.0.1_10000.ssl.handshake", 5),
+                Stat::counter("listener.[__1]_443.ssl.handshake", 6),
+                Stat::counter("listener.ingress.ssl.handshake", 7),
+                Stat::counter("filesystem.write_buffered", 3),
             ],
             &["web", "a.b"],
         );

@@ -166,7 +166,8 @@ impl TlsStats {
         }
     }
 
-    pub fn lines(&self, prefix: &str) -> Vec<String> {
+    /// The counters as `<prefix>.ssl.<name>` stats.
+    pub fn stats(&self, prefix: &str) -> Vec<crate::observe::stat::Stat> {
         [
             ("connection_error", &self.connection_error),
             ("fail_verify_error", &self.fail_verify_error),
@@ -175,7 +176,12 @@ impl TlsStats {
             ("handshake", &self.handshake),
         ]
         .into_iter()
-        .map(|(name, c)| format!("{prefix}.ssl.{name}: {}", c.load(Ordering::Relaxed)))
+        .map(|(name, c)| {
+            crate::observe::stat::Stat::counter(
+                format!("{prefix}.ssl.{name}"),
+                c.load(Ordering::Relaxed),
+            )
+        })
         .collect()
     }
 }

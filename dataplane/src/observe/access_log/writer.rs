@@ -46,7 +46,7 @@ pub static STATS: Stats = Stats {
 };
 
 impl Stats {
-    pub fn lines(&self) -> Vec<String> {
+    pub fn stats(&self) -> Vec<crate::observe::stat::Stat> {
         [
             ("filesystem.flushed_by_timer", &self.flushed_by_timer),
             ("filesystem.reopen_failed", &self.reopen_failed),
@@ -56,7 +56,7 @@ impl Stats {
             ("filesystem.write_failed", &self.write_failed),
         ]
         .into_iter()
-        .map(|(name, c)| format!("{name}: {}", c.load(Ordering::Relaxed)))
+        .map(|(name, c)| crate::observe::stat::Stat::counter(name, c.load(Ordering::Relaxed)))
         .collect()
     }
 }
