@@ -316,8 +316,6 @@ fn circuit_breakers(
     b: &xds_types::pb::envoy::config::cluster::v3::CircuitBreakers,
 ) -> FieldResult<CircuitBreakers> {
     only_fields(b, &["thresholds"])?;
-    let mut limits = CircuitBreakers::default();
-    let mut default_seen = false;
     for (i, t) in b.thresholds.iter().enumerate() {
         let at = format!("thresholds[{i}]");
         only_fields(
@@ -352,15 +350,15 @@ fn circuit_breakers(
                 ));
             }
         }
-        // RoutingPriority DEFAULT is 0; the first thresholds of a priority are used.
-        if t.priority == 0 && !default_seen {
-            default_seen = true;
-            if let Some(v) = &t.max_requests {
-                limits.max_requests = v.value;
-            }
-            if let Some(v) = &t.max_retries {
-                limits.max_retries = v.value;
-            }
+    }
+    // RoutingPriority DEFAULT is 0; the first thresholds of a priority are used.
+    let mut limits = CircuitBreakers::default();
+    if let Some(t) = b.thresholds.iter().find(|t| t.priority == 0) {
+        if let Some(v) = &t.max_requests {
+            limits.max_requests = v.value;
+        }
+        if let Some(v) = &t.max_retries {
+            limits.max_retries = v.value;
         }
     }
     Ok(limits)

@@ -1,9 +1,10 @@
 //! Upstream HTTP/1.1 connections, pooled per worker (workers.rs: a connection lives on the
 //! worker that made it, as in Envoy) and per (connect timeout, TLS origination, host
-//! address): a LIFO stack of idle connections, no lock, channel or task per request. A connection goes back when its response ended cleanly and both sides allow
-//! keep-alive; an idle one is dropped after [`IDLE_TIMEOUT`], or when the peer closed it
-//! (checked before reuse). The map is keyed by value with FxHash: the key is looked up twice
-//! per request (checkout, release), and its parts come from config, not from peers.
+//! address): a LIFO stack of idle connections, no lock, channel or task per request. A
+//! connection goes back when its response ended cleanly and both sides allow keep-alive; an
+//! idle one is dropped after [`IDLE_TIMEOUT`], or when the peer closed it (checked before
+//! reuse). The map is keyed by value with FxHash: the key is looked up twice per request
+//! (checkout, release), and its parts come from config, not from peers.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

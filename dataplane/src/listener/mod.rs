@@ -174,20 +174,19 @@ fn start(
 ) -> std::io::Result<(watch::Sender<bool>, mpsc::Receiver<()>)> {
     let workers = crate::workers::handles();
     let per_worker = workers.len() > 1 && listener.reuse_port;
-    let first = bind(listener.address, per_worker)?;
+    let mut sockets = vec![bind(listener.address, per_worker)?];
     // Port 0 is resolved by the first bind: the other workers bind the port it got.
-    let address = first.local_addr()?;
-    let mut sockets = Vec::with_capacity(workers.len());
-    for _ in 1..workers.len() {
+    let address = sockets[0].local_addr()?;
+    while sockets.len() < workers.len() {
         // Without SO_REUSEPORT every worker accepts on the one socket, through a descriptor
         // of its own for its reactor: whichever worker accepts first takes the connection.
-        sockets.push(if per_worker {
+        let next = if per_worker {
             bind(address, true)?
         } else {
-            first.try_clone()?
-        });
+            sockets[0].try_clone()?
+        };
+        sockets.push(next);
     }
-    sockets.insert(0, first);
     info!(listener = %listener.name, address = %listener.address, workers = workers.len(), "listening");
     let (stop, stopped) = watch::channel(false);
     let (closed, all_closed) = mpsc::channel(1);
