@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use pki::Ca;
 use support::backend::Backend;
-use support::config::{envoy_bootstrap, write};
+use support::config::{config_dir, envoy_bootstrap, write};
 use support::{Api, Controlplane, DEADLINE, Dataplane, Envoy, eventually, free_port, http};
 use tls::{Client, Session, install_provider};
 
@@ -536,8 +536,7 @@ fn xds_listener(port: u16, log: &str, format: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_operator_is_nacked_like_envoy_and_the_old_log_stays() {
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("config");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = config_dir(work.path());
     let proxies = [("envoy", free_port()), ("ours", free_port())];
     let log = |name: &str| {
         work.path()

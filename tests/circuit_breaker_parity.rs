@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use support::backend::Backend;
-use support::{Dataplane, Envoy, eventually, free_port, http};
+use support::{SideBySide, eventually, http};
 
 /// An upstream that answers every request 503 and counts them.
 async fn counting_503() -> (u16, Arc<AtomicUsize>) {
@@ -199,26 +199,13 @@ async fn circuit_breakers_match_envoy() {
     let backend = Backend::start("b").await;
     let (failing, hits) = counting_503().await;
     let (held, arrived, release) = holding().await;
-    let (envoy_port, our_port) = (free_port(), free_port());
-    let envoy_proxy = Envoy::start_static(
-        &bootstrap(envoy_port, backend.port(), held, failing),
-        "envoy",
+    let proxies = SideBySide::start(
+        |port| bootstrap(port, backend.port(), held, failing),
         work.path(),
     )
     .await;
-    let our_proxy = Dataplane::start(
-        &bootstrap(our_port, backend.port(), held, failing),
-        "dataplane",
-        work.path(),
-    );
-    let addrs = [envoy_port, our_port].map(|p| format!("127.0.0.1:{p}"));
-    for addr in &addrs {
-        eventually(&format!("{addr} to answer"), || async move {
-            http::get(addr, "/", &[]).await.filter(|r| r.status == 200)
-        })
-        .await;
-    }
-    let [envoy, ours] = &addrs;
+    let (envoy_proxy, our_proxy) = (&proxies.envoy, &proxies.ours);
+    let [envoy, ours] = &proxies.addrs;
 
     let (e, o) = (
         overflow(envoy, &envoy_proxy.admin, &arrived, &release).await,

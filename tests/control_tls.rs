@@ -12,7 +12,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use support::backend::Backend;
-use support::config::{cluster, file, listener, routes, write};
+use support::config::{cluster, config_dir, file, listener, routes, write};
 use support::pki::{CDS, Pki, cds_stream, channel, first_response, tls_bootstrap};
 use support::tls::{Ca, Leaf, client_config, der, https_get, server_cert};
 use support::{Api, Controlplane, Dataplane, Envoy, eventually, free_port, http};
@@ -35,12 +35,6 @@ fn plain_config(dir: &Path, port: u16, backend: u16) {
         "clusters.yaml",
         &file(None, &[cluster("b1", backend.into())]),
     );
-}
-
-fn config_dir(work: &Path) -> PathBuf {
-    let dir = work.join("config");
-    std::fs::create_dir(&dir).unwrap();
-    dir
 }
 
 async fn wait_for_b1(addr: &str) {

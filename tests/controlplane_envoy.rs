@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use support::backend::Backend;
-use support::config::{cluster, file, listener, routes, write};
+use support::config::{cluster, config_dir, file, listener, routes, write};
 use support::{Api, Controlplane, Envoy, eventually, free_port, http, validate};
 
 /// A controlplane serving one listener (routing everything to `b1`) and clusters `b1`, `b2`,
@@ -27,8 +27,7 @@ struct World {
 impl World {
     async fn start(api: Api) -> World {
         let work = tempfile::tempdir().unwrap();
-        let dir = work.path().join("config");
-        std::fs::create_dir(&dir).unwrap();
+        let dir = config_dir(work.path());
         let (b1, b2) = (Backend::start("b1").await, Backend::start("b2").await);
         let port = free_port();
         write(
@@ -371,8 +370,7 @@ async fn envoys_nack_is_shown_and_not_pushed_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_groups_get_different_configs() {
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("config");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = config_dir(work.path());
     let (b1, b2) = (Backend::start("b1").await, Backend::start("b2").await);
     let (stable_port, canary_port) = (free_port(), free_port());
     write(

@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use support::backend::Backend;
-use support::config::{envoy_bootstrap, write};
+use support::config::{config_dir, envoy_bootstrap, write};
 use support::{Api, Controlplane, Dataplane, Envoy, eventually, free_port, http};
 
 /// The resources, for one proxy's listener port.
@@ -621,8 +621,7 @@ fn summary(r: &http::Reply) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_and_our_dataplane_answer_alike() {
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("config");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = config_dir(work.path());
     let mut backends = Vec::new();
     let mut ports = BTreeMap::new();
     for name in ["b1", "b2", "b3", "bad"] {

@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use support::backend::Backend;
-use support::{DEADLINE, Dataplane, Envoy, eventually, free_port, http};
+use support::{DEADLINE, SideBySide, http};
 
 /// A cluster of one endpoint; `more` adds fields.
 fn cluster(name: &str, port: u16, more: &str) -> String {
@@ -288,18 +288,8 @@ async fn edge_cases_match_envoy() {
         early_open: early_upstream(false).await,
         folding: raw_upstream(FOLDED_RESPONSE, false).await,
     };
-    let (envoy_port, our_port) = (free_port(), free_port());
-    let _envoy =
-        Envoy::start_static(&bootstrap(envoy_port, &upstreams), "envoy", work.path()).await;
-    let _ours = Dataplane::start(&bootstrap(our_port, &upstreams), "dataplane", work.path());
-    let addrs = [envoy_port, our_port].map(|p| format!("127.0.0.1:{p}"));
-    for addr in &addrs {
-        eventually(&format!("{addr} to answer"), || async move {
-            http::get(addr, "/", &[]).await.filter(|r| r.status == 200)
-        })
-        .await;
-    }
-    let [envoy, ours] = &addrs;
+    let proxies = SideBySide::start(|port| bootstrap(port, &upstreams), work.path()).await;
+    let [envoy, ours] = &proxies.addrs;
     let mut disagreements = Vec::new();
 
     // The upstream answers before the body is sent.

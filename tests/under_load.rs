@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use support::backend::Backend;
-use support::config::{eds_cluster, envoy_bootstrap, file, listener, routes, write};
+use support::config::{config_dir, eds_cluster, envoy_bootstrap, file, listener, routes, write};
 use support::{Controlplane, Dataplane, eventually, free_port, http};
 
 const WORKERS: usize = 50;
@@ -117,8 +117,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("config");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = config_dir(work.path());
     let mut backends = Vec::new();
     for name in ["b1", "b2", "b3"] {
         backends.push(Backend::start(name).await);

@@ -8,7 +8,7 @@
 mod support;
 
 use support::backend::Backend;
-use support::config::{cluster, envoy_bootstrap, file, listener, routes, write};
+use support::config::{cluster, config_dir, envoy_bootstrap, file, listener, routes, write};
 use support::{Controlplane, Dataplane, eventually, free_port, http};
 
 /// Sockets listening on 127.0.0.1:`port` (/proc/net/tcp: state 0A is LISTEN).
@@ -39,8 +39,7 @@ async fn all_answered_by(addr: &str, backend: &str, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_a_listener_and_replace_it_whole() {
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("config");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = config_dir(work.path());
     let (b1, b2) = (Backend::start("b1").await, Backend::start("b2").await);
     let port = free_port();
     write(

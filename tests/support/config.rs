@@ -120,6 +120,13 @@ pub fn file(node_group: Option<&str>, pieces: &[String]) -> String {
     out
 }
 
+/// A fresh `config` directory in `work`, for the controlplane to serve.
+pub fn config_dir(work: &Path) -> std::path::PathBuf {
+    let dir = work.join("config");
+    std::fs::create_dir(&dir).unwrap();
+    dir
+}
+
 /// Writes a config file the way deploy tools do: aside, then renamed into place.
 pub fn write(dir: &Path, name: &str, text: &str) {
     let aside = dir.join(format!(".{name}.tmp"));

@@ -357,3 +357,28 @@ pub fn validate(dir: &Path) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Real Envoy and our dataplane on one static bootstrap, each with its own listener port
+/// (`bootstrap(port)`), once both answer `GET /` with 200; with their listener addresses.
+pub struct SideBySide {
+    pub envoy: Envoy,
+    pub ours: Dataplane,
+    /// Envoy's listener address, then ours.
+    pub addrs: [String; 2],
+}
+
+impl SideBySide {
+    pub async fn start(bootstrap: impl Fn(u16) -> String, work: &Path) -> Self {
+        let (envoy_port, our_port) = (free_port(), free_port());
+        let envoy = Envoy::start_static(&bootstrap(envoy_port), "envoy", work).await;
+        let ours = Dataplane::start(&bootstrap(our_port), "dataplane", work);
+        let addrs = [envoy_port, our_port].map(|p| format!("127.0.0.1:{p}"));
+        for addr in &addrs {
+            eventually(&format!("{addr} to answer"), || async move {
+                http::get(addr, "/", &[]).await.filter(|r| r.status == 200)
+            })
+            .await;
+        }
+        SideBySide { envoy, ours, addrs }
+    }
+}
