@@ -22,7 +22,7 @@ use tokio::io::AsyncWrite;
 use super::codec::{self, Framing, ResponseHead};
 use super::decode::{Decoded, Decoder};
 use super::encode::{BodyWriter, Out, WriteError};
-use super::io::{give_buffer, poll_read_buf, take_buffer};
+use super::io::{give_buffer, give_headers, poll_read_buf, take_buffer};
 use super::pool::{Conn, Connector};
 use super::upgrade::OnUpgrade;
 use crate::tls::rewind::Rewind;
@@ -66,7 +66,7 @@ pub async fn request(connector: &Connector, req: Request<Body>) -> Result<Respon
     let local = parts.extensions.get::<LocalAddr>().cloned();
     let mut body = Some(body);
     let mut fresh_only = false;
-    loop {
+    let result = loop {
         let conn = if fresh_only {
             None
         } else {
@@ -82,17 +82,19 @@ pub async fn request(connector: &Connector, req: Request<Body>) -> Result<Respon
         let mut out = take_buffer();
         write_head(&mut out, &parts, framing);
         match exchange(&mut conn, out, &mut body, framing, head_request).await {
-            Ok((head, rest)) => return Ok(respond(connector, conn, head, rest, asks_upgrade)),
+            Ok((head, rest)) => break Ok(respond(connector, conn, head, rest, asks_upgrade)),
             Err(Failed { error, retry }) => {
                 if retry && conn.reused && !fresh_only && body.is_some() {
                     tracing::debug!(error = ?error, "reused upstream connection failed: once more on a new one");
                     fresh_only = true;
                     continue;
                 }
-                return Err(error);
+                break Err(error);
             }
         }
-    }
+    };
+    give_headers(parts.headers);
+    result
 }
 
 struct Failed {

@@ -267,7 +267,7 @@ fn header_map(
     unfold: bool,
     mut hop: Option<&mut Hop>,
 ) -> Result<HeaderMap, HeadError> {
-    let mut headers = HeaderMap::with_capacity(fields.len() + room);
+    let mut headers = super::io::take_headers(fields.len() + room);
     for &(n, nl, v, vl) in fields {
         let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
         let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Bad)?;

@@ -1,6 +1,7 @@
 //! Socket helpers shared by the server and the client: reads into a `BytesMut` without
 //! zeroing, a read into a stack buffer (so an idle connection holds no heap buffer), writes
-//! of a whole buffer, and a per-thread pool of write buffers reused across requests.
+//! of a whole buffer, and per-thread pools of write buffers and header maps reused across
+//! requests.
 
 use std::cell::RefCell;
 use std::io;
@@ -9,6 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
+use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// How much a read asks for at least.
@@ -18,8 +20,41 @@ pub const READ_SIZE: usize = 8 * 1024;
 const POOLED: usize = 256;
 const POOLED_CAPACITY: usize = 128 * 1024;
 
+/// Header maps kept per thread, and the largest capacity kept (a map grows to its largest
+/// head and keeps that size).
+const POOLED_MAPS: usize = 256;
+const POOLED_MAP_CAPACITY: usize = 128;
+
 thread_local! {
     static WRITE_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static HEADER_MAPS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty header map with room for `capacity` fields, reused if one is free on this
+/// thread. A map is two allocations (its index and its entries), taken and freed twice per
+/// proxied HTTP/1 exchange otherwise: ~6% of a request's instructions (callgrind).
+pub fn take_headers(capacity: usize) -> HeaderMap {
+    match HEADER_MAPS.with_borrow_mut(Vec::pop) {
+        Some(mut map) => {
+            map.reserve(capacity);
+            map
+        }
+        None => HeaderMap::with_capacity(capacity),
+    }
+}
+
+/// Gives a header map back once its head is written; the next head on this thread reuses its
+/// allocations.
+pub fn give_headers(mut map: HeaderMap) {
+    if map.capacity() == 0 || map.capacity() > POOLED_MAP_CAPACITY {
+        return;
+    }
+    map.clear();
+    HEADER_MAPS.with_borrow_mut(|pool| {
+        if pool.len() < POOLED_MAPS {
+            pool.push(map);
+        }
+    });
 }
 
 /// An empty write buffer, reused if one is free on this thread.

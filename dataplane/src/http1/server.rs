@@ -25,7 +25,9 @@ use super::body::{self, Ready, Sender};
 use super::codec::{self, Framing, HeadError, RequestHead};
 use super::decode::{Decoded, Decoder};
 use super::encode::{BodyWriter, Out, WriteError};
-use super::io::{give_buffer, poll_read_buf, poll_read_fresh, take_buffer, write_all};
+use super::io::{
+    give_buffer, give_headers, poll_read_buf, poll_read_fresh, take_buffer, write_all,
+};
 use super::upgrade::{self, Pending};
 use crate::tls::rewind::Rewind;
 use crate::upstream::pool::{self, BoxError};
@@ -413,6 +415,7 @@ where
     };
     let framing = if head_request { Out::None } else { framing };
     write_head_fields(&mut out, &rparts.headers, framing_header, close);
+    give_headers(rparts.headers);
     if framing == Out::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
