@@ -154,6 +154,9 @@ fn stats(snapshot: &Snapshot) -> Vec<Stat> {
         ];
         stats.extend(gauges.map(|(stat, v)| Stat::gauge(format!("cluster.{name}.{stat}"), v)));
         stats.extend(counters.map(|(stat, v)| Stat::counter(format!("cluster.{name}.{stat}"), v)));
+        if let Some(detector) = &c.outlier {
+            stats.extend(detector.stats(&format!("cluster.{name}"), &c.all));
+        }
     }
     stats.sort_by(|a, b| a.name.cmp(&b.name));
     stats
@@ -205,15 +208,18 @@ fn clusters(runtime: &Runtime) -> String {
             let _ = writeln!(out, "{p}::rq_total::{}", h.requests.load(Ordering::Relaxed));
             let _ = writeln!(out, "{p}::rq_error::{}", h.failures.load(Ordering::Relaxed));
             let _ = writeln!(out, "{p}::weight::{}", h.weight);
-            let _ = writeln!(
-                out,
-                "{p}::health_flags::{}",
-                if h.healthy {
-                    "healthy"
-                } else {
-                    "/eds_health_status"
-                }
-            );
+            // Envoy's flags, in its order: outlier ejection before EDS health.
+            let mut flags = String::new();
+            if h.outlier.is_ejected() {
+                flags.push_str("/failed_outlier_check");
+            }
+            if !h.healthy {
+                flags.push_str("/eds_health_status");
+            }
+            if flags.is_empty() {
+                flags.push_str("healthy");
+            }
+            let _ = writeln!(out, "{p}::health_flags::{flags}");
         }
     }
     out

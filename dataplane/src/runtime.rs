@@ -53,6 +53,8 @@ pub struct Runtime {
     /// Secrets read from SDS files (tls/files.rs), by key (`config::tls::file_key`); merged
     /// into every published config's secrets.
     file_secrets: std::sync::Mutex<HashMap<String, Arc<Secret>>>,
+    /// Wakes the outlier detection task (upstream/outlier.rs).
+    outlier_wake: Arc<tokio::sync::Notify>,
     /// What the admin API's /config_dump shows: the accepted resources as JSON, by type.
     pub dump: std::sync::Mutex<serde_json::Value>,
 }
@@ -68,6 +70,7 @@ impl Default for Runtime {
             warming: Default::default(),
             resolved: Default::default(),
             file_secrets: Default::default(),
+            outlier_wake: Default::default(),
             dump: std::sync::Mutex::new(serde_json::json!({ "configs": [] })),
         }
     }
@@ -147,8 +150,12 @@ impl Runtime {
                     .unwrap_or(&empty),
                 Discovery::Dns(_) => resolved.get(name).map(|a| a.as_ref()).unwrap_or(&empty),
             };
-            let upstream =
-                UpstreamCluster::new(serving.clone(), assignment, old.map(|c| c.as_ref()));
+            let upstream = UpstreamCluster::new(
+                serving.clone(),
+                assignment,
+                old.map(|c| c.as_ref()),
+                &self.outlier_wake,
+            );
             clusters.insert(name.clone(), Arc::new(upstream));
         }
         drop(warming);
@@ -212,6 +219,11 @@ impl Runtime {
             .unwrap_or_else(|p| p.into_inner())
             .get(cluster)
             .cloned()
+    }
+
+    /// What wakes the outlier detection task: a host a worker queued, or a new detector.
+    pub fn outlier_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.outlier_wake.clone()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {

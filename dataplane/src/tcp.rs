@@ -14,7 +14,8 @@ use crate::config::listener::TcpProxy;
 use crate::http::Downstream;
 use crate::observe::access_log::Entry;
 use crate::runtime::Runtime;
-use crate::upstream::cluster::ActiveRequest;
+use crate::upstream::cluster::{ActiveRequest, HostState, UpstreamCluster};
+use crate::upstream::outlier;
 
 /// Serves one downstream connection (plaintext or TLS-terminated) to its end, then writes
 /// its access log (if any).
@@ -76,6 +77,7 @@ async fn proxy_connection<S>(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             host.failures.fetch_add(1, Ordering::Relaxed);
+            report(&cluster, &host, outlier::status_of_failure(false));
             if let Some(entry) = log
                 && e.kind() == std::io::ErrorKind::ConnectionRefused
             {
@@ -85,6 +87,7 @@ async fn proxy_connection<S>(
         }
         Err(_) => {
             host.failures.fetch_add(1, Ordering::Relaxed);
+            report(&cluster, &host, outlier::status_of_failure(true));
             return note(log, "UF");
         }
     };
@@ -103,13 +106,16 @@ async fn proxy_connection<S>(
             };
             match tokio::time::timeout(cluster.config.connect_timeout, handshake).await {
                 Ok(Ok(s)) => Upstream::Tls(Box::new(s)),
-                _ => {
+                result => {
                     host.failures.fetch_add(1, Ordering::Relaxed);
+                    report(&cluster, &host, outlier::status_of_failure(result.is_err()));
                     return note(log, "UF");
                 }
             }
         }
     };
+    // Envoy's tcp_proxy counts a connection made as a success (LocalOriginConnectSuccessFinal).
+    report(&cluster, &host, 200);
     drop(snapshot);
     let (dr, dw) = tokio::io::split(downstream);
     let counts = Counts::default();
@@ -198,5 +204,12 @@ async fn watchdog(idle: Duration, last: &AtomicU64, start: Instant) {
             return;
         }
         tokio::time::sleep(idle - since).await;
+    }
+}
+
+/// A connection attempt's outcome for the cluster's outlier detection, if it has one.
+fn report(cluster: &UpstreamCluster, host: &Arc<HostState>, status: u16) {
+    if let Some(detector) = &cluster.outlier {
+        detector.report(host, status);
     }
 }

@@ -37,6 +37,8 @@ pub struct Cluster {
     /// TLS to the endpoints (`transport_socket` envoy.transport_sockets.tls).
     pub tls: Option<Arc<ClientTls>>,
     pub breakers: CircuitBreakers,
+    /// `outlier_detection`: passive health checking (upstream/outlier.rs).
+    pub outlier: Option<super::outlier::OutlierDetection>,
 }
 
 /// `circuit_breakers`: the limits of the DEFAULT priority, the one every route here has
@@ -190,6 +192,7 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             "dns_lookup_family",
             "transport_socket",
             "circuit_breakers",
+            "outlier_detection",
             // Only changes statistics names (cluster.proto, alt_stat_name).
             "alt_stat_name",
         ],
@@ -197,6 +200,10 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
     let breakers = match &c.circuit_breakers {
         Some(b) => circuit_breakers(b).map_err(|e| e.within("circuit_breakers"))?,
         None => CircuitBreakers::default(),
+    };
+    let outlier = match &c.outlier_detection {
+        Some(o) => Some(super::outlier::translate(o).map_err(|e| e.within("outlier_detection"))?),
+        None => None,
     };
     let discovery = match c.cluster_discovery_type {
         None | Some(ClusterDiscoveryType::Type(0)) => {
@@ -307,6 +314,7 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             .map_or(50, |p| p.value.clamp(0.0, 100.0).round() as u32),
         tls,
         breakers,
+        outlier,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod error;
 pub mod format;
 pub mod hash_policy;
 pub mod listener;
+pub mod outlier;
 pub mod route;
 pub mod secret;
 pub mod tls;

@@ -26,6 +26,7 @@ use crate::observe::access_log::entry::Probe;
 use crate::observe::access_log::{BodyCount, Entry};
 use crate::runtime::{Runtime, Snapshot};
 use crate::upstream::cluster::{ActiveRequest, Slot};
+use crate::upstream::outlier;
 use crate::upstream::pool::{self, Body};
 
 /// The largest request body kept for retries (Envoy's default per-connection buffer limit).
@@ -345,6 +346,15 @@ async fn forward(
             None => client.request(host.addr, upstream).await.map_err(classify),
         };
         let last = attempt + 1 == attempts || deadline.is_some_and(|d| Instant::now() >= d);
+        if let Some(detector) = &cluster.outlier {
+            match &result {
+                Ok(resp) => detector.report(&host, resp.status().as_u16()),
+                Err(e) => detector.report(
+                    &host,
+                    outlier::status_of_failure(matches!(e, ProxyError::Timeout(_))),
+                ),
+            }
+        }
         match result {
             Ok(mut resp) => {
                 if let Some(e) = log {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::config::{Cluster, LoadAssignment};
 
 use super::lb::Picker;
+use super::outlier::{Detector, HostMonitor};
 
 /// One upstream host and its counters (the only shared mutable state on the request path).
 #[derive(Debug)]
@@ -21,9 +22,16 @@ pub struct HostState {
     pub active: AtomicU64,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
+    /// What outlier detection counts of this host, and whether it is ejected.
+    pub outlier: HostMonitor,
 }
 
 impl HostState {
+    /// Healthy by EDS and not ejected by outlier detection.
+    pub fn in_rotation(&self) -> bool {
+        self.healthy && !self.outlier.is_ejected()
+    }
+
     /// A host with its counters at zero.
     pub fn new(addr: SocketAddr, hostname: String, weight: u32, healthy: bool) -> Self {
         HostState {
@@ -35,6 +43,7 @@ impl HostState {
             active: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            outlier: HostMonitor::default(),
         }
     }
 }
@@ -103,6 +112,8 @@ pub struct UpstreamCluster {
     pub config: Arc<Cluster>,
     /// What the circuit breakers count (`config.breakers` are the limits).
     pub in_flight: Arc<InFlight>,
+    /// The outlier detector, with `config.outlier`.
+    pub outlier: Option<Arc<Detector>>,
     /// Every host, all priorities, for /clusters.
     pub all: Vec<Arc<HostState>>,
     priorities: Vec<Priority>,
@@ -128,10 +139,12 @@ const OVERPROVISIONING: usize = 140;
 
 impl UpstreamCluster {
     /// `previous` lends its host counters to hosts that stay, so a config push does not reset them.
+    /// `outlier_wake` wakes the outlier detection task (a new detector is made here).
     pub fn new(
         config: Arc<Cluster>,
         assignment: &LoadAssignment,
         previous: Option<&UpstreamCluster>,
+        outlier_wake: &Arc<tokio::sync::Notify>,
     ) -> Self {
         let mut all = Vec::new();
         let mut sets: Vec<Vec<Arc<HostState>>> = Vec::new();
@@ -160,9 +173,20 @@ impl UpstreamCluster {
             all.extend(states.iter().cloned());
             sets.push(states);
         }
+        // The same cluster config keeps its detector and its hosts' ejections; a new config
+        // starts both afresh, as Envoy makes a new cluster and detector.
+        let same_config = previous.filter(|p| Arc::ptr_eq(&p.config, &config));
+        let outlier = match (&config.outlier, same_config) {
+            (Some(_), Some(p)) => p.outlier.clone(),
+            (Some(o), None) => Some(Arc::new(Detector::new(o.clone(), outlier_wake.clone()))),
+            (None, _) => None,
+        };
+        if same_config.is_none() {
+            all.iter().for_each(|h| h.outlier.reset());
+        }
         let counts: Vec<(usize, usize)> = sets
             .iter()
-            .map(|s| (s.len(), s.iter().filter(|h| h.healthy).count()))
+            .map(|s| (s.len(), s.iter().filter(|h| h.in_rotation()).count()))
             .collect();
         let (load, panic) = priority_load(&counts, config.healthy_panic_threshold);
         let priorities = sets
@@ -172,7 +196,7 @@ impl UpstreamCluster {
                 let hosts: Vec<Arc<HostState>> = if panic {
                     hosts
                 } else {
-                    hosts.into_iter().filter(|h| h.healthy).collect()
+                    hosts.into_iter().filter(|h| h.in_rotation()).collect()
                 };
                 let picker = Picker::new(config.lb, &hosts);
                 Priority { hosts, picker }
@@ -180,12 +204,11 @@ impl UpstreamCluster {
             .collect();
         // Kept while the cluster's config is the same (an EDS or DNS change rebuilds the
         // cluster, not its breakers; a changed cluster is a new one, as in Envoy).
-        let in_flight = previous
-            .filter(|p| Arc::ptr_eq(&p.config, &config))
-            .map_or_else(Default::default, |p| p.in_flight.clone());
+        let in_flight = same_config.map_or_else(Default::default, |p| p.in_flight.clone());
         UpstreamCluster {
             config,
             in_flight,
+            outlier,
             all,
             priorities,
             load,

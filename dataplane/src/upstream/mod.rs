@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod dns;
 pub mod lb;
+pub mod outlier;
 pub mod pool;
 pub mod warming;
 

@@ -1,0 +1,244 @@
+//! Outlier detection, real Envoy 1.40 against our dataplane on the same static bootstrap (but
+//! for the listener port). Each cluster has two hosts, round robin: one answers 503 to every
+//! request, the other 200.
+//!
+//! - `consecutive_5xx: 3`: the failing host gets three requests, is ejected, and the rest go
+//!   to the good one; once `base_ejection_time` has passed it is back at an interval, gets
+//!   three more and is ejected again (where Envoy 1.40 flags it but keeps sending it requests:
+//!   envoyproxy/envoy#40697);
+//! - Envoy's default `max_ejection_percent` (10%) keeps one host of two in: every detection is
+//!   an overflow, and the failing host keeps its share;
+//! - `consecutive_gateway_failure` enforced ejects after that many 502-504 answers;
+//! - the admin API: `cluster.<name>.outlier_detection.*` stats and the host's
+//!   `/failed_outlier_check` health flag in `/clusters` are Envoy's.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use support::backend::Backend;
+use support::{SideBySide, eventually, http};
+
+/// An upstream that answers every request 503 and counts them.
+async fn failing() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let hits = counted.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .status(503)
+                                .body(Full::new(Bytes::from_static(b"down")))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, hits)
+}
+
+fn endpoint(port: u16) -> String {
+    format!(
+        "{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}"
+    )
+}
+
+fn cluster(name: &str, ports: &[u16], outlier: &str) -> String {
+    let hosts: Vec<String> = ports.iter().map(|p| endpoint(*p)).collect();
+    format!(
+        r#"{{ name: {name}, type: STATIC, connect_timeout: 1s, {outlier} load_assignment: {{ cluster_name: {name}, endpoints: [ {{ lb_endpoints: [ {} ] }} ] }} }}"#,
+        hosts.join(", ")
+    )
+}
+
+/// The failing hosts of the `ejects`, `overflows` and `gateway` clusters; `good` answers 200.
+struct Ports {
+    good: u16,
+    ejects: u16,
+    overflows: u16,
+    gateway: u16,
+}
+
+fn bootstrap(port: u16, p: &Ports) -> String {
+    let routes = r#"{ match: { prefix: "/ejects" }, route: { cluster: ejects } },
+        { match: { prefix: "/overflows" }, route: { cluster: overflows } },
+        { match: { prefix: "/gateway" }, route: { cluster: gateway } },
+        { match: { prefix: "/" }, route: { cluster: plain } }"#;
+    format!(
+        r#"node: {{ id: outlier, cluster: test }}
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
+static_resources:
+  listeners:
+  - {{ name: http, address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}, filter_chains: [ {{ filters: [ {{ name: envoy.filters.network.http_connection_manager, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, route_config: {{ virtual_hosts: [ {{ name: v, domains: ["*"], routes: [ {routes} ] }} ] }}, http_filters: [ {{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }} ] }} }} ] }} ] }}
+  clusters: [ {}, {}, {}, {} ]
+"#,
+        cluster("plain", &[p.good], ""),
+        cluster(
+            "ejects",
+            &[p.ejects, p.good],
+            "outlier_detection: { consecutive_5xx: 3, max_ejection_percent: 50, interval: 0.5s, base_ejection_time: 1s },"
+        ),
+        cluster(
+            "overflows",
+            &[p.overflows, p.good],
+            "outlier_detection: { consecutive_5xx: 2 },"
+        ),
+        cluster(
+            "gateway",
+            &[p.gateway, p.good],
+            "outlier_detection: { consecutive_5xx: 100, consecutive_gateway_failure: 2, enforcing_consecutive_gateway_failure: 100, max_ejection_percent: 50, base_ejection_time: 300s },"
+        ),
+    )
+}
+
+/// `n` requests to `path` one after the other: how many the failing host got, and how many
+/// answers were 503.
+async fn round(addr: &str, path: &str, n: usize, hits: &AtomicUsize) -> (usize, usize) {
+    let before = hits.load(Ordering::SeqCst);
+    let mut failed = 0;
+    for _ in 0..n {
+        let status = http::get(addr, path, &[]).await.map_or(0, |r| r.status);
+        failed += usize::from(status == 503);
+    }
+    (hits.load(Ordering::SeqCst) - before, failed)
+}
+
+/// The admin API's outlier stats of `cluster` and the failing host's health flags.
+async fn admin_view(admin: &str, cluster: &str, failing: u16) -> String {
+    let stats = http::get(admin, "/stats", &[]).await.unwrap().text();
+    let clusters = http::get(admin, "/clusters", &[]).await.unwrap().text();
+    let prefix = format!("cluster.{cluster}.outlier_detection.");
+    let mut lines: Vec<String> = [
+        "ejections_active",
+        "ejections_consecutive_5xx",
+        "ejections_detected_consecutive_5xx",
+        "ejections_detected_consecutive_gateway_failure",
+        "ejections_enforced_consecutive_5xx",
+        "ejections_enforced_consecutive_gateway_failure",
+        "ejections_enforced_total",
+        "ejections_overflow",
+        "ejections_total",
+    ]
+    .iter()
+    .map(|s| {
+        let name = format!("{prefix}{s}: ");
+        stats
+            .lines()
+            .find(|l| l.starts_with(&name))
+            .unwrap_or(&name)
+            .to_string()
+    })
+    .collect();
+    let flags = format!("{cluster}::127.0.0.1:{failing}::health_flags::");
+    lines.push(
+        clusters
+            .lines()
+            .find(|l| l.starts_with(&flags))
+            .unwrap_or(&flags)
+            .to_string(),
+    );
+    lines.join("\n")
+}
+
+/// Whether the failing host of `cluster` is back in (healthy in `/clusters`).
+async fn back_in(admin: &str, cluster: &str, failing: u16) -> Option<()> {
+    let clusters = http::get(admin, "/clusters", &[]).await?.text();
+    let line = format!("{cluster}::127.0.0.1:{failing}::health_flags::healthy");
+    clusters.lines().any(|l| l == line).then_some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outlier_detection_matches_envoy() {
+    let work = tempfile::tempdir().unwrap();
+    let backend = Backend::start("good").await;
+    let (ejects, ejects_hits) = failing().await;
+    let (overflows, overflows_hits) = failing().await;
+    let (gateway, gateway_hits) = failing().await;
+    let ports = Ports {
+        good: backend.port(),
+        ejects,
+        overflows,
+        gateway,
+    };
+    let proxies = SideBySide::start(|port| bootstrap(port, &ports), work.path()).await;
+    let admins = [&proxies.envoy.admin, &proxies.ours.admin];
+
+    // consecutive_5xx: three answers from the failing host, then only the good one.
+    let mut seen = Vec::new();
+    for (addr, admin) in proxies.addrs.iter().zip(admins) {
+        let r = round(addr, "/ejects", 20, &ejects_hits).await;
+        seen.push((r, admin_view(admin, "ejects", ejects).await));
+    }
+    println!("ejected: Envoy {:?}\nours {:?}", seen[0], seen[1]);
+    assert_eq!(seen[0].0, (3, 3), "Envoy does not eject as the case says");
+    assert!(seen[0].1.contains("ejections_active: 1"), "{}", seen[0].1);
+    assert!(seen[0].1.contains("/failed_outlier_check"), "{}", seen[0].1);
+    assert_eq!(seen[0], seen[1]);
+
+    // Back after base_ejection_time, at an interval: three more answers, ejected again.
+    let mut seen = Vec::new();
+    for (addr, admin) in proxies.addrs.iter().zip(admins) {
+        eventually(&format!("the host to be back in at {admin}"), || {
+            back_in(admin, "ejects", ejects)
+        })
+        .await;
+        let r = round(addr, "/ejects", 20, &ejects_hits).await;
+        seen.push((r, admin_view(admin, "ejects", ejects).await));
+    }
+    println!("ejected again: Envoy {:?}\nours {:?}", seen[0], seen[1]);
+    assert!(
+        seen[0].1.contains("ejections_enforced_total: 2"),
+        "{}",
+        seen[0].1
+    );
+    // Envoy 1.40 flags the host at its third failure again (the stats agree), but its load
+    // balancer keeps sending it every other request for the rest of the round: an open Envoy
+    // bug (envoyproxy/envoy#40697, "subsequent ejections happen much later"). Ours does as the
+    // docs say, as on the first ejection.
+    assert_eq!(seen[1].0, (3, 3), "ours: three answers, then ejected");
+    assert_eq!(seen[0].1, seen[1].1);
+
+    // max_ejection_percent 10 of two hosts: never ejected, each detection an overflow.
+    let mut seen = Vec::new();
+    for (addr, admin) in proxies.addrs.iter().zip(admins) {
+        let r = round(addr, "/overflows", 20, &overflows_hits).await;
+        seen.push((r, admin_view(admin, "overflows", overflows).await));
+    }
+    println!("overflow: Envoy {:?}\nours {:?}", seen[0], seen[1]);
+    assert_eq!(seen[0].0, (10, 10));
+    // Five consecutive-5xx detections (every second 503) and two gateway-failure ones (every
+    // fifth, the default threshold), each refused by the 10%.
+    assert!(seen[0].1.contains("ejections_overflow: 7"), "{}", seen[0].1);
+    assert_eq!(seen[0], seen[1]);
+
+    // consecutive_gateway_failure enforced: two 503s eject.
+    let mut seen = Vec::new();
+    for (addr, admin) in proxies.addrs.iter().zip(admins) {
+        let r = round(addr, "/gateway", 20, &gateway_hits).await;
+        seen.push((r, admin_view(admin, "gateway", gateway).await));
+    }
+    println!("gateway: Envoy {:?}\nours {:?}", seen[0], seen[1]);
+    assert_eq!(seen[0].0, (2, 2));
+    assert_eq!(seen[0], seen[1]);
+}
