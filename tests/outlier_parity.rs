@@ -3,9 +3,9 @@
 //! request, the other 200.
 //!
 //! - `consecutive_5xx: 3`: the failing host gets three requests, is ejected, and the rest go
-//!   to the good one; once `base_ejection_time` has passed it is back at an interval, gets
-//!   three more and is ejected again (where Envoy 1.40 flags it but keeps sending it requests:
-//!   envoyproxy/envoy#40697);
+//!   to the good one; once `base_ejection_time` has passed it is back at an interval and
+//!   is ejected again after three more, but that ejection reaches the load balancer only at
+//!   the end of the `update_merge_window` that its return opened;
 //! - Envoy's default `max_ejection_percent` (10%) keeps one host of two in: every detection is
 //!   an overflow, and the failing host keeps its share;
 //! - `consecutive_gateway_failure` enforced ejects after that many 502-504 answers;
@@ -97,7 +97,7 @@ static_resources:
         cluster(
             "ejects",
             &[p.ejects, p.good],
-            "outlier_detection: { consecutive_5xx: 3, max_ejection_percent: 50, interval: 0.5s, base_ejection_time: 1s },"
+            "common_lb_config: { update_merge_window: 1.5s }, outlier_detection: { consecutive_5xx: 3, max_ejection_percent: 50, interval: 0.5s, base_ejection_time: 2s },"
         ),
         cluster(
             "overflows",
@@ -212,12 +212,11 @@ async fn outlier_detection_matches_envoy() {
         "{}",
         seen[0].1
     );
-    // Envoy 1.40 flags the host at its third failure again (the stats agree), but its load
-    // balancer keeps sending it every other request for the rest of the round: an open Envoy
-    // bug (envoyproxy/envoy#40697, "subsequent ejections happen much later"). Ours does as the
-    // docs say, as on the first ejection.
-    assert_eq!(seen[1].0, (3, 3), "ours: three answers, then ejected");
-    assert_eq!(seen[0].1, seen[1].1);
+    // The host is flagged at its third failure again, but the ejection comes within the
+    // `update_merge_window` (1.5 s here, 1 s by default) of its return, so the load balancer
+    // learns of it only at the window's end: the failing host keeps its share of the round.
+    assert_eq!(seen[0].0, (10, 10), "Envoy does not merge as the case says");
+    assert_eq!(seen[0], seen[1]);
 
     // max_ejection_percent 10 of two hosts: never ejected, each detection an overflow.
     let mut seen = Vec::new();

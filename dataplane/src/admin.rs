@@ -154,6 +154,9 @@ fn stats(snapshot: &Snapshot) -> Vec<Stat> {
         ];
         stats.extend(gauges.map(|(stat, v)| Stat::gauge(format!("cluster.{name}.{stat}"), v)));
         stats.extend(counters.map(|(stat, v)| Stat::counter(format!("cluster.{name}.{stat}"), v)));
+        if c.config.health_check.is_some() {
+            stats.extend(c.health.stats(&format!("cluster.{name}"), &c.all));
+        }
         if let Some(detector) = &c.outlier {
             stats.extend(detector.stats(&format!("cluster.{name}"), &c.all));
         }
@@ -208,8 +211,11 @@ fn clusters(runtime: &Runtime) -> String {
             let _ = writeln!(out, "{p}::rq_total::{}", h.requests.load(Ordering::Relaxed));
             let _ = writeln!(out, "{p}::rq_error::{}", h.failures.load(Ordering::Relaxed));
             let _ = writeln!(out, "{p}::weight::{}", h.weight);
-            // Envoy's flags, in its order: outlier ejection before EDS health.
+            // Envoy's flags, in its order: active health checks, outlier ejection, EDS health.
             let mut flags = String::new();
+            if h.health.is_failed() {
+                flags.push_str("/failed_active_hc");
+            }
             if h.outlier.is_ejected() {
                 flags.push_str("/failed_outlier_check");
             }

@@ -109,6 +109,7 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     tokio::spawn(dataplane::listener::run(runtime.clone()));
     tokio::spawn(dataplane::upstream::dns::run(runtime.clone()));
     tokio::spawn(dataplane::upstream::outlier::run(runtime.clone()));
+    tokio::spawn(dataplane::upstream::health::run(runtime.clone()));
     // The API descriptors (~17 MB decoded) are needed only while config is translated: drop
     // them once the initial config is applied, and after 10 s without a config change.
     let watched = runtime.clone();

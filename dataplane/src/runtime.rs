@@ -35,6 +35,12 @@ impl Snapshot {
     }
 }
 
+#[derive(Debug, Default)]
+struct Merge {
+    last: Option<Instant>,
+    pending: bool,
+}
+
 /// The shared state of the process.
 #[derive(Debug)]
 pub struct Runtime {
@@ -55,6 +61,9 @@ pub struct Runtime {
     file_secrets: std::sync::Mutex<HashMap<String, Arc<Secret>>>,
     /// Wakes the outlier detection task (upstream/outlier.rs).
     outlier_wake: Arc<tokio::sync::Notify>,
+    /// Per cluster: when health changes were last applied, and whether a merged application
+    /// is pending (`update_merge_window`).
+    merges: std::sync::Mutex<HashMap<String, Merge>>,
     /// What the admin API's /config_dump shows: the accepted resources as JSON, by type.
     pub dump: std::sync::Mutex<serde_json::Value>,
 }
@@ -71,6 +80,7 @@ impl Default for Runtime {
             resolved: Default::default(),
             file_secrets: Default::default(),
             outlier_wake: Default::default(),
+            merges: Default::default(),
             dump: std::sync::Mutex::new(serde_json::json!({ "configs": [] })),
         }
     }
@@ -219,6 +229,59 @@ impl Runtime {
             .unwrap_or_else(|p| p.into_inner())
             .get(cluster)
             .cloned()
+    }
+
+    /// A host of `cluster` changed health (an active check or an outlier ejection): applied
+    /// at once if the last application is older than the cluster's `update_merge_window`,
+    /// else with every other change in the window at its end, as Envoy's cluster manager
+    /// merges updates.
+    pub fn health_changed(self: &Arc<Self>, cluster: &str) {
+        let Some(window) = self
+            .load()
+            .clusters
+            .get(cluster)
+            .map(|c| c.config.update_merge_window)
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let mut merges = self.merges.lock().unwrap_or_else(|p| p.into_inner());
+        let merge = merges.entry(cluster.to_string()).or_default();
+        if merge.pending {
+            return;
+        }
+        if window.is_zero()
+            || merge
+                .last
+                .is_none_or(|last| now.duration_since(last) > window)
+        {
+            merge.last = Some(now);
+            drop(merges);
+            self.apply_health(cluster);
+            return;
+        }
+        merge.pending = true;
+        drop(merges);
+        let runtime = self.clone();
+        let cluster = cluster.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(window).await;
+            {
+                let mut merges = runtime.merges.lock().unwrap_or_else(|p| p.into_inner());
+                let merge = merges.entry(cluster.clone()).or_default();
+                merge.pending = false;
+                merge.last = Some(Instant::now());
+            }
+            runtime.apply_health(&cluster);
+        });
+    }
+
+    /// Applies the current health of `cluster`'s hosts and rebuilds the clusters, now.
+    pub fn apply_health(&self, cluster: &str) {
+        if let Some(c) = self.load().clusters.get(cluster) {
+            c.all.iter().for_each(|h| h.apply_health());
+        }
+        self.refresh();
     }
 
     /// What wakes the outlier detection task: a host a worker queued, or a new detector.

@@ -21,6 +21,8 @@ use super::{
 
 /// Envoy's default connect timeout (cluster.proto, connect_timeout).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envoy's default `common_lb_config.update_merge_window`.
+pub const DEFAULT_UPDATE_MERGE_WINDOW: Duration = Duration::from_secs(1);
 const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 #[derive(Debug, Clone)]
@@ -34,11 +36,17 @@ pub struct Cluster {
     /// Below this percent of healthy hosts a priority balances over all its hosts
     /// (`common_lb_config.healthy_panic_threshold`, 50 by default; 0 disables panic).
     pub healthy_panic_threshold: u32,
+    /// Health changes (active checks, outlier ejections) within this time of the last one
+    /// applied are applied together at its end (`common_lb_config.update_merge_window`, 1 s
+    /// by default; 0: at once). Membership changes apply at once.
+    pub update_merge_window: Duration,
     /// TLS to the endpoints (`transport_socket` envoy.transport_sockets.tls).
     pub tls: Option<Arc<ClientTls>>,
     pub breakers: CircuitBreakers,
     /// `outlier_detection`: passive health checking (upstream/outlier.rs).
     pub outlier: Option<super::outlier::OutlierDetection>,
+    /// `health_checks`: active health checking (upstream/health.rs).
+    pub health_check: Option<super::health_check::HealthCheck>,
 }
 
 /// `circuit_breakers`: the limits of the DEFAULT priority, the one every route here has
@@ -193,6 +201,7 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             "transport_socket",
             "circuit_breakers",
             "outlier_detection",
+            "health_checks",
             // Only changes statistics names (cluster.proto, alt_stat_name).
             "alt_stat_name",
         ],
@@ -205,6 +214,8 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
         Some(o) => Some(super::outlier::translate(o).map_err(|e| e.within("outlier_detection"))?),
         None => None,
     };
+    let health_check =
+        super::health_check::translate(&c.health_checks).map_err(|e| e.within("health_checks"))?;
     let discovery = match c.cluster_discovery_type {
         None | Some(ClusterDiscoveryType::Type(0)) => {
             let la = c.load_assignment.as_ref().ok_or_else(|| {
@@ -312,9 +323,15 @@ fn translate(c: &XdsCluster) -> FieldResult<Cluster> {
             .as_ref()
             .and_then(|l| l.healthy_panic_threshold.as_ref())
             .map_or(50, |p| p.value.clamp(0.0, 100.0).round() as u32),
+        update_merge_window: c
+            .common_lb_config
+            .as_ref()
+            .and_then(|l| l.update_merge_window.as_ref())
+            .map_or(DEFAULT_UPDATE_MERGE_WINDOW, duration),
         tls,
         breakers,
         outlier,
+        health_check,
     })
 }
 
@@ -478,7 +495,11 @@ fn consistent_hashing(c: &XdsCluster) -> FieldResult<ConsistentHashing> {
     };
     only_fields(
         common,
-        &["consistent_hashing_lb_config", "healthy_panic_threshold"],
+        &[
+            "consistent_hashing_lb_config",
+            "healthy_panic_threshold",
+            "update_merge_window",
+        ],
     )
     .map_err(|e| e.within("common_lb_config"))?;
     let Some(h) = &common.consistent_hashing_lb_config else {

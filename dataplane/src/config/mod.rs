@@ -17,6 +17,7 @@ pub mod endpoint;
 pub mod error;
 pub mod format;
 pub mod hash_policy;
+pub mod health_check;
 pub mod listener;
 pub mod outlier;
 pub mod route;

@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::config::{Cluster, LoadAssignment};
 
+use super::health::{HealthStats, HostHealth};
 use super::lb::Picker;
 use super::outlier::{Detector, HostMonitor};
 
@@ -24,12 +25,26 @@ pub struct HostState {
     pub failures: AtomicU64,
     /// What outlier detection counts of this host, and whether it is ejected.
     pub outlier: HostMonitor,
+    /// Whether active health checking has it failed.
+    pub health: HostHealth,
+    /// Out of the load balancer for a failed health check or an ejection, as last applied:
+    /// health changes apply in merged updates (`update_merge_window`, runtime.rs), the flags
+    /// above change at once.
+    out: AtomicBool,
 }
 
 impl HostState {
-    /// Healthy by EDS and not ejected by outlier detection.
+    /// Healthy by EDS and by active health checking, and not ejected by outlier detection,
+    /// as last applied.
     pub fn in_rotation(&self) -> bool {
-        self.healthy && !self.outlier.is_ejected()
+        self.healthy && !self.out.load(Ordering::Relaxed)
+    }
+
+    /// Applies the host's current health check and ejection state to the load balancer's view
+    /// (the cluster is rebuilt after).
+    pub fn apply_health(&self) {
+        let out = self.health.is_failed() || self.outlier.is_ejected();
+        self.out.store(out, Ordering::Relaxed);
     }
 
     /// A host with its counters at zero.
@@ -44,6 +59,8 @@ impl HostState {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             outlier: HostMonitor::default(),
+            health: HostHealth::default(),
+            out: AtomicBool::new(false),
         }
     }
 }
@@ -114,6 +131,8 @@ pub struct UpstreamCluster {
     pub in_flight: Arc<InFlight>,
     /// The outlier detector, with `config.outlier`.
     pub outlier: Option<Arc<Detector>>,
+    /// The active health checks' counts (`config.health_check`).
+    pub health: Arc<HealthStats>,
     /// Every host, all priorities, for /clusters.
     pub all: Vec<Arc<HostState>>,
     priorities: Vec<Priority>,
@@ -126,6 +145,16 @@ struct Priority {
     /// The hosts picked from: the healthy ones, or all of them in panic.
     hosts: Vec<Arc<HostState>>,
     picker: Picker,
+}
+
+/// Whether `all` has other hosts than `previous` had.
+fn membership_changed(previous: Option<&UpstreamCluster>, all: &[Arc<HostState>]) -> bool {
+    let Some(previous) = previous else {
+        return true;
+    };
+    let before: std::collections::HashSet<*const HostState> =
+        previous.all.iter().map(Arc::as_ptr).collect();
+    before.len() != all.len() || all.iter().any(|h| !before.contains(&Arc::as_ptr(h)))
 }
 
 /// A socket address as a URI authority (`127.0.0.1:80`, `[::1]:80`): always valid.
@@ -161,12 +190,11 @@ impl UpstreamCluster {
                         })
                     });
                     kept.cloned().unwrap_or_else(|| {
-                        Arc::new(HostState::new(
-                            h.addr,
-                            h.hostname.clone(),
-                            h.weight,
-                            h.healthy,
-                        ))
+                        let host = HostState::new(h.addr, h.hostname.clone(), h.weight, h.healthy);
+                        // Envoy's new host with health checks: failed until its first check.
+                        host.health.set_failed(config.health_check.is_some());
+                        host.apply_health();
+                        Arc::new(host)
                     })
                 })
                 .collect();
@@ -182,7 +210,14 @@ impl UpstreamCluster {
             (None, _) => None,
         };
         if same_config.is_none() {
-            all.iter().for_each(|h| h.outlier.reset());
+            for h in &all {
+                h.outlier.reset();
+                h.health.set_failed(config.health_check.is_some());
+                h.apply_health();
+            }
+        } else if membership_changed(previous, &all) {
+            // Envoy merges health changes only: a host added or removed applies them all.
+            all.iter().for_each(|h| h.apply_health());
         }
         let counts: Vec<(usize, usize)> = sets
             .iter()
@@ -205,10 +240,12 @@ impl UpstreamCluster {
         // Kept while the cluster's config is the same (an EDS or DNS change rebuilds the
         // cluster, not its breakers; a changed cluster is a new one, as in Envoy).
         let in_flight = same_config.map_or_else(Default::default, |p| p.in_flight.clone());
+        let health = same_config.map_or_else(Default::default, |p| p.health.clone());
         UpstreamCluster {
             config,
             in_flight,
             outlier,
+            health,
             all,
             priorities,
             load,

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod dns;
+pub mod health;
 pub mod lb;
 pub mod outlier;
 pub mod pool;

@@ -8,7 +8,8 @@
 //!
 //! An ejection or a return rebuilds the snapshot's clusters, as an EDS change does: an ejected
 //! host counts as unhealthy, so priority load and panic are recomputed, as Envoy's
-//! `FAILED_OUTLIER_CHECK` flag makes them.
+//! `FAILED_OUTLIER_CHECK` flag makes them. Changes within the cluster's `update_merge_window`
+//! of the last one applied wait for its end (`Runtime::health_changed`), as in Envoy.
 //!
 //! Connect failures, resets and protocol errors count as 503 and timeouts as 504, as in Envoy
 //! without `split_external_local_origin_errors` (the router's `onUpstreamReset` and
@@ -394,17 +395,19 @@ pub async fn run(runtime: Arc<Runtime>) {
     loop {
         let snapshot = runtime.load();
         let now = Instant::now();
-        let mut changed = false;
+        let mut changed = Vec::new();
         let mut next: Option<Instant> = None;
-        for cluster in snapshot.clusters.values() {
+        for (name, cluster) in &snapshot.clusters {
             if let Some(d) = &cluster.outlier {
-                changed |= d.process(&cluster.all, now);
+                if d.process(&cluster.all, now) {
+                    changed.push(name.clone());
+                }
                 next = Some(next.map_or(d.next_interval(), |n| n.min(d.next_interval())));
             }
         }
         drop(snapshot);
-        if changed {
-            runtime.refresh();
+        for name in changed {
+            runtime.health_changed(&name);
         }
         match next {
             Some(at) => {

@@ -68,6 +68,8 @@ fn consecutive_5xx_ejects_and_the_rebuilt_cluster_skips_the_host() {
         counter(d, "ejections_detected_consecutive_gateway_failure"),
         0
     );
+    // Applied by the runtime, then the cluster rebuilt (Runtime::health_changed).
+    c.all.iter().for_each(|h| h.apply_health());
     let rebuilt = UpstreamCluster::new(config, &la, Some(&c), &Arc::default());
     assert!(Arc::ptr_eq(
         rebuilt.outlier.as_ref().expect("kept"),
