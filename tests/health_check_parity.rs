@@ -26,21 +26,23 @@ use tokio::net::TcpListener;
 use support::backend::Backend;
 use support::{SideBySide, eventually, http};
 
-/// An upstream that answers its `name`, and `/healthz` with the status in the returned cell.
-async fn upstream(name: &'static str) -> (u16, Arc<AtomicU16>) {
+/// An upstream that answers its `name`, and `/healthz` with the status in the first
+/// returned cell, other paths with the status in the second.
+async fn upstream(name: &'static str) -> (u16, Arc<AtomicU16>, Arc<AtomicU16>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let health = Arc::new(AtomicU16::new(200));
-    let status = health.clone();
+    let answer = Arc::new(AtomicU16::new(200));
+    let (status, other) = (health.clone(), answer.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let status = status.clone();
+            let (status, other) = (status.clone(), other.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
                     let code = if req.uri().path() == "/healthz" {
                         status.load(Ordering::SeqCst)
                     } else {
-                        200
+                        other.load(Ordering::SeqCst)
                     };
                     async move {
                         Ok::<_, Infallible>(
@@ -57,7 +59,7 @@ async fn upstream(name: &'static str) -> (u16, Arc<AtomicU16>) {
             });
         }
     });
-    (port, health)
+    (port, health, answer)
 }
 
 fn endpoint(port: u16) -> String {
@@ -74,8 +76,9 @@ fn cluster(name: &str, ports: &[u16], checks: &str, extra: &str) -> String {
     )
 }
 
-fn bootstrap(port: u16, good: u16, a: u16, b: u16, closed: u16) -> String {
+fn bootstrap(port: u16, good: u16, a: u16, b: u16, closed: u16, sick: u16) -> String {
     let routes = r#"{ match: { prefix: "/http" }, route: { cluster: http } },
+        { match: { prefix: "/both" }, route: { cluster: both } },
         { match: { prefix: "/tcp" }, route: { cluster: tcp } },
         { match: { prefix: "/" }, route: { cluster: plain } }"#;
     format!(
@@ -88,6 +91,7 @@ static_resources:
   - {{ name: plain, type: STATIC, connect_timeout: 1s, load_assignment: {{ cluster_name: plain, endpoints: [ {{ lb_endpoints: [ {} ] }} ] }} }}
   - {}
   - {}
+  - {}
 "#,
         endpoint(good),
         cluster(
@@ -97,6 +101,12 @@ static_resources:
             "common_lb_config: { update_merge_window: 3s },"
         ),
         cluster("tcp", &[good, closed], "tcp_health_check: {}", ""),
+        cluster(
+            "both",
+            &[sick, good],
+            r#"http_health_check: { path: "/healthz" }"#,
+            "outlier_detection: { consecutive_5xx: 2, max_ejection_percent: 50, base_ejection_time: 300s },"
+        ),
     )
 }
 
@@ -142,8 +152,12 @@ async fn settled(admin: &str, cluster: &str, want: &[(u16, &str)]) -> String {
 async fn health_checks_match_envoy() {
     let work = tempfile::tempdir().unwrap();
     let good = Backend::start("good").await;
-    let (a, a_health) = upstream("a").await;
-    let (b, b_health) = upstream("b").await;
+    let (a, a_health, _) = upstream("a").await;
+    let (b, b_health, _) = upstream("b").await;
+    // Fails every request but passes its checks: ejected by outlier detection, brought back
+    // by the next passing check.
+    let (sick, _, sick_answer) = upstream("sick").await;
+    sick_answer.store(503, Ordering::SeqCst);
     b_health.store(503, Ordering::SeqCst);
     // A port with nothing listening: bound, then closed.
     let closed = {
@@ -151,7 +165,7 @@ async fn health_checks_match_envoy() {
         l.local_addr().unwrap().port()
     };
     let proxies = SideBySide::start(
-        |port| bootstrap(port, good.port(), a, b, closed),
+        |port| bootstrap(port, good.port(), a, b, closed, sick),
         work.path(),
     )
     .await;
@@ -228,5 +242,47 @@ async fn health_checks_match_envoy() {
     }
     println!("tcp: Envoy {:?}\nours {:?}", seen[0], seen[1]);
     assert_eq!(seen[0].1, [("200".to_string(), 4)]);
+    assert_eq!(seen[0], seen[1]);
+
+    // Outlier detection ejects the sick host (two 503s); its next passing check brings it
+    // back long before base_ejection_time, as `successful_active_health_check_uneject_host`
+    // (true by default) says.
+    let mut seen = Vec::new();
+    for (addr, admin) in proxies.addrs.iter().zip(admins) {
+        settled(
+            admin,
+            "both",
+            &[(sick, "healthy"), (good.port(), "healthy")],
+        )
+        .await;
+        answers(addr, "/both", 4).await;
+        let stats = http::get(admin, "/stats", &[]).await.unwrap().text();
+        let ejected = stats
+            .lines()
+            .find(|l| l.starts_with("cluster.both.outlier_detection.ejections_enforced_total: "))
+            .map(str::to_string);
+        // Back in at the next check.
+        settled(
+            admin,
+            "both",
+            &[(sick, "healthy"), (good.port(), "healthy")],
+        )
+        .await;
+        let active = http::get(admin, "/stats", &[]).await.unwrap().text();
+        let active = active
+            .lines()
+            .find(|l| l.starts_with("cluster.both.outlier_detection.ejections_active: "))
+            .map(str::to_string);
+        seen.push((ejected, active));
+    }
+    println!("uneject: Envoy {:?}\nours {:?}", seen[0], seen[1]);
+    assert_eq!(
+        seen[0],
+        (
+            Some("cluster.both.outlier_detection.ejections_enforced_total: 1".to_string()),
+            Some("cluster.both.outlier_detection.ejections_active: 0".to_string())
+        ),
+        "Envoy does not do what the case says"
+    );
     assert_eq!(seen[0], seen[1]);
 }

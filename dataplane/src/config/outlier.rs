@@ -4,8 +4,7 @@
 //! Local-origin errors (connect failures, resets, timeouts) are counted as the 5xx codes
 //! Envoy maps them to, as it does without `split_external_local_origin_errors`; a split is
 //! refused. The local-origin thresholds only act with the split, so they are read and inert,
-//! as in Envoy; so is `successful_active_health_check_uneject_host` (no active health
-//! checks here).
+//! as in Envoy.
 
 use std::time::Duration;
 
@@ -49,6 +48,8 @@ pub struct OutlierDetection {
     pub failure_percentage_minimum_hosts: u32,
     pub failure_percentage_request_volume: u32,
     pub enforcing_failure_percentage: u32,
+    /// A passing active health check brings an ejected host back (true).
+    pub successful_active_health_check_uneject_host: bool,
 }
 
 impl Default for OutlierDetection {
@@ -73,6 +74,7 @@ impl Default for OutlierDetection {
             failure_percentage_minimum_hosts: 5,
             failure_percentage_request_volume: 50,
             enforcing_failure_percentage: 0,
+            successful_active_health_check_uneject_host: true,
         }
     }
 }
@@ -178,5 +180,9 @@ pub fn translate(o: &XdsOutlierDetection) -> FieldResult<OutlierDetection> {
             &o.enforcing_failure_percentage,
             d.enforcing_failure_percentage,
         ),
+        successful_active_health_check_uneject_host: o
+            .successful_active_health_check_uneject_host
+            .as_ref()
+            .is_none_or(|b| b.value),
     })
 }

@@ -209,6 +209,17 @@ async fn session(
                 }
             }
         };
+        // Envoy: a passing check brings back a host outlier detection ejected.
+        let unejected = outcome == Outcome::Pass
+            && runtime
+                .load()
+                .clusters
+                .get(&config.name)
+                .and_then(|c| c.outlier.clone())
+                .is_some_and(|d| d.health_check_passed(&host));
+        if unejected {
+            runtime.health_changed(&config.name);
+        }
         if transition == Transition::Changed {
             tracing::info!(
                 cluster = %config.name,

@@ -302,17 +302,14 @@ impl Detector {
         for h in hosts {
             let m = &h.outlier;
             if m.is_ejected() {
-                let mut r = m.record();
+                let r = m.record();
                 let time = (c.base_ejection_time * r.backoff).min(c.max_ejection_time) + r.jitter;
                 if r.last_ejection
                     .is_some_and(|at| now.duration_since(at) >= time)
                 {
-                    m.ejected.store(false, Ordering::Relaxed);
-                    m.consecutive_5xx.store(0, Ordering::Relaxed);
-                    m.consecutive_gateway_failure.store(0, Ordering::Relaxed);
-                    r.last_unejection = Some(now);
+                    drop(r);
+                    Self::uneject(h, now);
                     changed = true;
-                    tracing::info!(host = %h.addr, "outlier detection: host back");
                 }
             }
             let total = m.total.swap(0, Ordering::Relaxed);
@@ -367,6 +364,32 @@ impl Detector {
             }
         }
         changed
+    }
+}
+
+impl Detector {
+    /// Envoy's `unejectHost`: back in, its consecutive counts from zero.
+    fn uneject(host: &HostState, now: Instant) {
+        let m = &host.outlier;
+        m.ejected.store(false, Ordering::Relaxed);
+        m.consecutive_5xx.store(0, Ordering::Relaxed);
+        m.consecutive_gateway_failure.store(0, Ordering::Relaxed);
+        m.record().last_unejection = Some(now);
+        tracing::info!(host = %host.addr, "outlier detection: host back");
+    }
+
+    /// An active health check passed on `host` (the health checker, on the main thread): with
+    /// `successful_active_health_check_uneject_host`, an ejected host comes back, as in Envoy.
+    /// Whether it did.
+    pub fn health_check_passed(&self, host: &HostState) -> bool {
+        if !self.config.successful_active_health_check_uneject_host
+            || !host.outlier.is_ejected()
+            || host.health.is_failed()
+        {
+            return false;
+        }
+        Self::uneject(host, Instant::now());
+        true
     }
 }
 
