@@ -118,6 +118,7 @@ fn stats(snapshot: &Snapshot) -> Vec<Stat> {
         .chain(listeners.flatten())
         .collect();
     stats.extend(crate::observe::access_log::writer::STATS.stats());
+    stats.extend(crate::observe::http_stats::stats());
     for (name, c) in &snapshot.clusters {
         let (limits, in_flight) = (c.config.breakers, &c.in_flight);
         // Open while the count is at its limit. Envoy sets the gauge as the count moves, so a

@@ -110,6 +110,8 @@ pub struct HttpManager {
     /// What our HTTP/1 codec needs of the fields above, made once: every connection shares
     /// it rather than keeping a copy (issue 5's memory per idle connection).
     pub http1: Arc<crate::http1::server::Options>,
+    /// `http.<stat_prefix>.*`, shared by every manager with the prefix.
+    pub stats: Arc<crate::observe::http_stats::HttpStats>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -426,6 +428,7 @@ fn hcm(h: &HttpConnectionManager) -> FieldResult<HttpManager> {
         rds_fetch_timeout,
         access_log,
         http1,
+        stats: crate::observe::http_stats::for_prefix(&h.stat_prefix),
     })
 }
 

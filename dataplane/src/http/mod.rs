@@ -87,11 +87,20 @@ where
                 None => return,
             },
         };
+        let active = hcm.stats.connection();
         if h2 {
             let stream = crate::tls::rewind::Rewind::new(read.to_vec(), stream);
-            tokio::spawn(serve_h2(stream, downstream, hcm, runtime, drain));
+            let serve = serve_h2(stream, downstream, hcm, runtime, drain);
+            tokio::spawn(async move {
+                serve.await;
+                drop(active);
+            });
         } else {
-            tokio::spawn(serve_http1(stream, read, downstream, hcm, runtime, drain));
+            let serve = serve_http1(stream, read, downstream, hcm, runtime, drain);
+            tokio::spawn(async move {
+                serve.await;
+                drop(active);
+            });
         }
     }
 }
@@ -153,10 +162,12 @@ async fn respond(
         let empty = http_body_util::Empty::new().map_err(|never| match never {});
         return http::Response::new(idle::Tracked::new(empty.boxed(), in_flight));
     }
+    hcm.stats.request();
     let response = match checks::reject(&req, &hcm) {
         Some(refused) => refused,
         None => router::handle(req, downstream, &hcm, &runtime).await,
     };
+    hcm.stats.responded(response.status().as_u16());
     response.map(|body| idle::Tracked::new(body, in_flight))
 }
 

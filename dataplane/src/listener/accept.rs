@@ -226,6 +226,7 @@ mod tests {
                 false,
                 false,
             )),
+            stats: Default::default(),
         });
         let runtime = Arc::new(Runtime::default());
         let (_drain_tx, drain) = watch::channel(false);

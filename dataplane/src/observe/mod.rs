@@ -2,5 +2,6 @@
 //! are still to come).
 
 pub mod access_log;
+pub mod http_stats;
 pub mod prometheus;
 pub mod stat;

@@ -20,6 +20,7 @@ pub fn render(stats: &[Stat], clusters: &[&str]) -> String {
     let mut metrics: BTreeMap<String, (bool, BTreeMap<String, u64>)> = BTreeMap::new();
     for stat in stats {
         let (rest, labels) = tagged(&stat.name, clusters);
+        let (rest, labels) = code_class(rest, labels);
         let metric = format!("envoy_{}", sanitized(&rest));
         metrics
             .entry(metric)
@@ -62,6 +63,15 @@ fn tagged(name: &str, clusters: &[&str]) -> (String, String) {
             );
         }
     }
+    // Envoy's `envoy_http_conn_manager_prefix`: up to the first `.`.
+    if let Some(rest) = name.strip_prefix("http.")
+        && let Some((prefix, after)) = rest.split_once('.')
+    {
+        return (
+            format!("http.{after}"),
+            format!("envoy_http_conn_manager_prefix=\"{}\"", escaped(prefix)),
+        );
+    }
     if let Some(rest) = name.strip_prefix("listener.")
         && let Some((prefix, after)) = split_address(rest)
     {
@@ -71,6 +81,27 @@ fn tagged(name: &str, clusters: &[&str]) -> (String, String) {
         );
     }
     (name.to_string(), String::new())
+}
+
+/// Envoy's `envoy_response_code_class` tag: `..._rq_2xx` is `..._rq_xx` with the class `2`,
+/// the first of the labels.
+fn code_class(name: String, labels: String) -> (String, String) {
+    let bytes = name.as_bytes();
+    let n = bytes.len();
+    let is_class = n > 6
+        && name.ends_with("xx")
+        && bytes[n - 3].is_ascii_digit()
+        && name[..n - 3].ends_with("_rq_");
+    if !is_class {
+        return (name, labels);
+    }
+    let class = format!("envoy_response_code_class=\"{}\"", &name[n - 3..n - 2]);
+    let labels = if labels.is_empty() {
+        class
+    } else {
+        format!("{class},{labels}")
+    };
+    (format!("{}xx", &name[..n - 3]), labels)
 }
 
 /// `127.0.0.1_10000.ssl.handshake` -> (`127.0.0.1_10000`, `ssl.handshake`), as Envoy's
