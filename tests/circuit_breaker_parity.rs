@@ -27,38 +27,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use support::backend::Backend;
+use support::backend::{Backend, counting_503};
 use support::{SideBySide, eventually, http};
-
-/// An upstream that answers every request 503 and counts them.
-async fn counting_503() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let hits = counted.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    async {
-                        Ok::<_, Infallible>(
-                            hyper::Response::builder()
-                                .status(503)
-                                .body(Full::new(Bytes::from_static(b"down")))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (port, hits)
-}
 
 /// An upstream that answers 200 at once, but holds a request for `/held` until the test
 /// releases it (one permit each), counting the held requests that arrived.

@@ -16,47 +16,10 @@
 
 mod support;
 
-use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
-
-use support::backend::Backend;
+use support::backend::{Backend, counting_503};
 use support::{SideBySide, eventually, http};
-
-/// An upstream that answers every request 503 and counts them.
-async fn failing() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let hits = counted.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    async {
-                        Ok::<_, Infallible>(
-                            hyper::Response::builder()
-                                .status(503)
-                                .body(Full::new(Bytes::from_static(b"down")))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (port, hits)
-}
 
 fn endpoint(port: u16) -> String {
     format!(
@@ -172,9 +135,9 @@ async fn back_in(admin: &str, cluster: &str, failing: u16) -> Option<()> {
 async fn outlier_detection_matches_envoy() {
     let work = tempfile::tempdir().unwrap();
     let backend = Backend::start("good").await;
-    let (ejects, ejects_hits) = failing().await;
-    let (overflows, overflows_hits) = failing().await;
-    let (gateway, gateway_hits) = failing().await;
+    let (ejects, ejects_hits) = counting_503().await;
+    let (overflows, overflows_hits) = counting_503().await;
+    let (gateway, gateway_hits) = counting_503().await;
     let ports = Ports {
         good: backend.port(),
         ejects,

@@ -101,3 +101,35 @@ async fn trailers(
     let body = StreamBody::new(tokio_stream::iter(frames));
     response.body(BodyExt::boxed(body)).unwrap()
 }
+
+/// An upstream that answers every request 503 ("down") and counts the requests it got.
+pub async fn counting_503() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let hits = counted.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(503)
+                                .body(Full::new(Bytes::from_static(b"down")))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, hits)
+}
