@@ -203,16 +203,19 @@ async fn health_checks_match_envoy() {
     // within the `update_merge_window` (3 s here, 1 s by default) of b's return, so the load
     // balancer still shares the load until the window ends, then sends everything to b.
     a_health.store(503, Ordering::SeqCst);
+    // Both proxies check every 0.2 s, so both windows open about together: both rounds run
+    // before either window can end, and only then the wait for its end.
     let mut seen = Vec::new();
     for (addr, admin) in proxies.addrs.iter().zip(admins) {
         let gauge = settled(admin, "http", &[(a, "/failed_active_hc"), (b, "healthy")]).await;
-        let within_window = answers(addr, "/http", 10).await;
+        seen.push((gauge, answers(addr, "/http", 10).await));
+    }
+    for addr in &proxies.addrs {
         eventually(&format!("{addr} to send everything to b"), || async {
             let only_b = answers(addr, "/http", 4).await == [("200 b".to_string(), 4)];
             only_b.then_some(())
         })
         .await;
-        seen.push((gauge, within_window));
     }
     println!("a failing: Envoy {:?}\nours {:?}", seen[0], seen[1]);
     assert_eq!(

@@ -87,20 +87,16 @@ where
                 None => return,
             },
         };
+        // Counted until the connection's future is dropped. The guard goes inside that future
+        // (an async block around it would keep the future twice: rust-lang/rust#62958).
         let active = hcm.stats.connection();
         if h2 {
             let stream = crate::tls::rewind::Rewind::new(read.to_vec(), stream);
-            let serve = serve_h2(stream, downstream, hcm, runtime, drain);
-            tokio::spawn(async move {
-                serve.await;
-                drop(active);
-            });
+            tokio::spawn(serve_h2(stream, downstream, hcm, runtime, drain, active));
         } else {
-            let serve = serve_http1(stream, read, downstream, hcm, runtime, drain);
-            tokio::spawn(async move {
-                serve.await;
-                drop(active);
-            });
+            tokio::spawn(serve_http1(
+                stream, read, downstream, hcm, runtime, drain, active,
+            ));
         }
     }
 }
@@ -114,6 +110,7 @@ pub fn serve_http1<S>(
     hcm: Arc<HttpManager>,
     runtime: Arc<Runtime>,
     drain: watch::Receiver<bool>,
+    active: crate::observe::http_stats::Active,
 ) -> impl Future<Output = ()> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -121,6 +118,8 @@ where
     // The codec's idle timeout starts once no exchange is in flight: no activity to track.
     let opts = hcm.http1.clone();
     let handler = move |req: Request<Body>| {
+        // The connection stays counted while the codec keeps its handler.
+        let _counted = &active;
         respond(req, hcm.clone(), runtime.clone(), downstream.clone(), None)
     };
     crate::http1::server::serve(stream, read, opts, handler, drain)
@@ -218,6 +217,7 @@ async fn serve_h2<S>(
     hcm: Arc<HttpManager>,
     runtime: Arc<Runtime>,
     mut drain: watch::Receiver<bool>,
+    _counted: crate::observe::http_stats::Active,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

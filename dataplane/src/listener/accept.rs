@@ -237,6 +237,7 @@ mod tests {
             tls: None,
         };
         let stream = TcpStream::connect(addr).await.unwrap();
+        let active = hcm.stats.connection();
         let http1 = crate::http::serve_http1(
             Rewind::new(Vec::new(), stream),
             bytes::BytesMut::new(),
@@ -244,6 +245,7 @@ mod tests {
             hcm,
             runtime.clone(),
             drain.clone(),
+            active,
         );
         let size = std::mem::size_of_val(&http1);
         assert!(size <= 640, "an HTTP/1 connection's future is {size} bytes");
