@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use support::backend::{Backend, counting_503};
+use support::config::{static_cluster, static_http_bootstrap};
 use support::{SideBySide, eventually, http};
 
 /// An upstream that answers 200 at once, but holds a request for `/held` until the test
@@ -63,12 +64,6 @@ async fn holding() -> (u16, Arc<AtomicUsize>, Arc<Semaphore>) {
     (port, arrived, release)
 }
 
-fn cluster(name: &str, port: u16, breakers: &str) -> String {
-    format!(
-        r#"{{ name: {name}, type: STATIC, connect_timeout: 1s, {breakers} load_assignment: {{ cluster_name: {name}, endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }} ] }} ] }} }}"#
-    )
-}
-
 const ISTIO: &str = "circuit_breakers: { thresholds: [ { max_connections: 4294967295, max_pending_requests: 4294967295, max_requests: 4294967295, max_retries: 4294967295, track_remaining: true } ] },";
 
 fn bootstrap(port: u16, backend: u16, held: u16, failing: u16) -> String {
@@ -80,27 +75,21 @@ fn bootstrap(port: u16, backend: u16, held: u16, failing: u16) -> String {
         {{ match: {{ prefix: "/retries" }}, route: {{ cluster: retries, {retry} }} }},
         {{ match: {{ prefix: "/" }}, route: {{ cluster: istio }} }}"#
     );
-    format!(
-        r#"node: {{ id: breakers, cluster: test }}
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
-static_resources:
-  listeners:
-  - {{ name: http, address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}, filter_chains: [ {{ filters: [ {{ name: envoy.filters.network.http_connection_manager, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, route_config: {{ virtual_hosts: [ {{ name: v, domains: ["*"], routes: [ {routes} ] }} ] }}, http_filters: [ {{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }} ] }} }} ] }} ] }}
-  clusters: [ {}, {}, {}, {} ]
-"#,
-        cluster(
+    let clusters = [
+        static_cluster(
             "limited",
-            held,
-            "circuit_breakers: { thresholds: [ { max_requests: 1 } ] },"
+            &[held],
+            "circuit_breakers: { thresholds: [ { max_requests: 1 } ] },",
         ),
-        cluster(
+        static_cluster(
             "no_retries",
-            failing,
-            "circuit_breakers: { thresholds: [ { priority: HIGH, max_retries: 5 }, { max_retries: 0 } ] },"
+            &[failing],
+            "circuit_breakers: { thresholds: [ { priority: HIGH, max_retries: 5 }, { max_retries: 0 } ] },",
         ),
-        cluster("retries", failing, ""),
-        cluster("istio", backend, ISTIO),
-    )
+        static_cluster("retries", &[failing], ""),
+        static_cluster("istio", &[backend], ISTIO),
+    ];
+    static_http_bootstrap("breakers", port, "s", &routes, &clusters)
 }
 
 /// What a client sees of the overflow answer.

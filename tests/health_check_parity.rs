@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use support::backend::Backend;
+use support::config::{static_cluster, static_http_bootstrap};
 use support::{SideBySide, eventually, http};
 
 /// An upstream that answers its `name`, and `/healthz` with the status in the first
@@ -62,18 +63,13 @@ async fn upstream(name: &'static str) -> (u16, Arc<AtomicU16>, Arc<AtomicU16>) {
     (port, health, answer)
 }
 
-fn endpoint(port: u16) -> String {
-    format!(
-        "{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}"
-    )
-}
-
+/// A cluster of `ports` with `extra` fields and one health check of every 0.2 s (with or
+/// without traffic), two failures or passes to move a host, of kind `checks`.
 fn cluster(name: &str, ports: &[u16], checks: &str, extra: &str) -> String {
-    let hosts: Vec<String> = ports.iter().map(|p| endpoint(*p)).collect();
-    format!(
-        r#"{{ name: {name}, type: STATIC, connect_timeout: 1s, {extra} health_checks: [ {{ timeout: 1s, interval: 0.2s, no_traffic_interval: 0.2s, unhealthy_threshold: 2, healthy_threshold: 2, {checks} }} ], load_assignment: {{ cluster_name: {name}, endpoints: [ {{ lb_endpoints: [ {} ] }} ] }} }}"#,
-        hosts.join(", ")
-    )
+    let fields = format!(
+        "{extra} health_checks: [ {{ timeout: 1s, interval: 0.2s, no_traffic_interval: 0.2s, unhealthy_threshold: 2, healthy_threshold: 2, {checks} }} ],"
+    );
+    static_cluster(name, ports, &fields)
 }
 
 fn bootstrap(port: u16, good: u16, a: u16, b: u16, closed: u16, sick: u16) -> String {
@@ -81,33 +77,23 @@ fn bootstrap(port: u16, good: u16, a: u16, b: u16, closed: u16, sick: u16) -> St
         { match: { prefix: "/both" }, route: { cluster: both } },
         { match: { prefix: "/tcp" }, route: { cluster: tcp } },
         { match: { prefix: "/" }, route: { cluster: plain } }"#;
-    format!(
-        r#"node: {{ id: health, cluster: test }}
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
-static_resources:
-  listeners:
-  - {{ name: http, address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}, filter_chains: [ {{ filters: [ {{ name: envoy.filters.network.http_connection_manager, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, route_config: {{ virtual_hosts: [ {{ name: v, domains: ["*"], routes: [ {routes} ] }} ] }}, http_filters: [ {{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }} ] }} }} ] }} ] }}
-  clusters:
-  - {{ name: plain, type: STATIC, connect_timeout: 1s, load_assignment: {{ cluster_name: plain, endpoints: [ {{ lb_endpoints: [ {} ] }} ] }} }}
-  - {}
-  - {}
-  - {}
-"#,
-        endpoint(good),
+    let clusters = [
+        static_cluster("plain", &[good], ""),
         cluster(
             "http",
             &[a, b],
             r#"http_health_check: { path: "/healthz" }"#,
-            "common_lb_config: { update_merge_window: 3s },"
+            "common_lb_config: { update_merge_window: 3s },",
         ),
         cluster("tcp", &[good, closed], "tcp_health_check: {}", ""),
         cluster(
             "both",
             &[sick, good],
             r#"http_health_check: { path: "/healthz" }"#,
-            "outlier_detection: { consecutive_5xx: 2, max_ejection_percent: 50, base_ejection_time: 300s },"
+            "outlier_detection: { consecutive_5xx: 2, max_ejection_percent: 50, base_ejection_time: 300s },",
         ),
-    )
+    ];
+    static_http_bootstrap("health", port, "s", routes, &clusters)
 }
 
 /// Who answered `n` requests to `path`: the bodies, counted by name, sorted.

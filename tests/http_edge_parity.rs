@@ -24,17 +24,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use support::backend::Backend;
+use support::config::{static_cluster, static_http_bootstrap};
 use support::{DEADLINE, SideBySide, http};
 
-/// A cluster of one endpoint; `more` adds fields.
-fn cluster(name: &str, port: u16, more: &str) -> String {
-    format!(
-        r#"{{ name: {name}, type: STATIC, connect_timeout: 1s, load_assignment: {{ cluster_name: {name}, endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }} ] }} ] }} {more} }}"#
-    )
-}
-
-/// Upstream HTTP/2 (prior knowledge), as a cluster's `more`.
-const H2: &str = r#", typed_extension_protocol_options: { envoy.extensions.upstreams.http.v3.HttpProtocolOptions: { "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: { http2_protocol_options: {} } } }"#;
+/// Upstream HTTP/2 (prior knowledge), as a cluster's fields.
+const H2: &str = r#"typed_extension_protocol_options: { envoy.extensions.upstreams.http.v3.HttpProtocolOptions: { "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: { http2_protocol_options: {} } } },"#;
 
 /// Ports of the upstreams.
 struct Upstreams {
@@ -52,20 +46,14 @@ fn bootstrap(port: u16, u: &Upstreams) -> String {
         { match: { prefix: "/h2/retry/" }, route: { cluster: h2, retry_policy: { retry_on: 5xx, num_retries: 1 } } },
         { match: { prefix: "/h2/" }, route: { cluster: h2 } },
         { match: { prefix: "/" }, route: { cluster: h1 } }"#;
-    format!(
-        r#"node: {{ id: edge, cluster: test }}
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
-static_resources:
-  listeners:
-  - {{ name: http, address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}, filter_chains: [ {{ filters: [ {{ name: envoy.filters.network.http_connection_manager, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, route_config: {{ virtual_hosts: [ {{ name: v, domains: ["*"], routes: [ {routes} ] }} ] }}, http_filters: [ {{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }} ] }} }} ] }} ] }}
-  clusters: [ {}, {}, {}, {}, {} ]
-"#,
-        cluster("h1", u.h1, ""),
-        cluster("h2", u.h2, H2),
-        cluster("early_close", u.early_close, ""),
-        cluster("early_open", u.early_open, ""),
-        cluster("folding", u.folding, ""),
-    )
+    let clusters = [
+        static_cluster("h1", &[u.h1], ""),
+        static_cluster("h2", &[u.h2], H2),
+        static_cluster("early_close", &[u.early_close], ""),
+        static_cluster("early_open", &[u.early_open], ""),
+        static_cluster("folding", &[u.folding], ""),
+    ];
+    static_http_bootstrap("edge", port, "s", routes, &clusters)
 }
 
 /// An HTTP/1 upstream that answers `200 early` as soon as it has a request head, without

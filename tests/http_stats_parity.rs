@@ -12,28 +12,18 @@ mod support;
 use std::collections::BTreeMap;
 
 use support::backend::Backend;
+use support::config::{static_cluster, static_http_bootstrap};
 use support::{SideBySide, eventually, http};
 
 fn bootstrap(port: u16, backend: u16, closed: u16) -> String {
     let routes = r#"{ match: { prefix: "/notfound" }, direct_response: { status: 404 } },
         { match: { prefix: "/down" }, route: { cluster: down } },
         { match: { prefix: "/" }, route: { cluster: plain } }"#;
-    let cluster = |name: &str, port: u16| {
-        format!(
-            "{{ name: {name}, type: STATIC, connect_timeout: 1s, load_assignment: {{ cluster_name: {name}, endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }} ] }} ] }} }}"
-        )
-    };
-    format!(
-        r#"node: {{ id: stats, cluster: test }}
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
-static_resources:
-  listeners:
-  - {{ name: http, address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}, filter_chains: [ {{ filters: [ {{ name: envoy.filters.network.http_connection_manager, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: ingress, route_config: {{ virtual_hosts: [ {{ name: v, domains: ["*"], routes: [ {routes} ] }} ] }}, http_filters: [ {{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }} ] }} }} ] }} ] }}
-  clusters: [ {}, {} ]
-"#,
-        cluster("plain", backend),
-        cluster("down", closed),
-    )
+    let clusters = [
+        static_cluster("plain", &[backend], ""),
+        static_cluster("down", &[closed], ""),
+    ];
+    static_http_bootstrap("stats", port, "ingress", routes, &clusters)
 }
 
 const COUNTERS: [&str; 7] = [

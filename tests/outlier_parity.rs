@@ -19,21 +19,8 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use support::backend::{Backend, counting_503};
+use support::config::{static_cluster, static_http_bootstrap};
 use support::{SideBySide, eventually, http};
-
-fn endpoint(port: u16) -> String {
-    format!(
-        "{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}"
-    )
-}
-
-fn cluster(name: &str, ports: &[u16], outlier: &str) -> String {
-    let hosts: Vec<String> = ports.iter().map(|p| endpoint(*p)).collect();
-    format!(
-        r#"{{ name: {name}, type: STATIC, connect_timeout: 1s, {outlier} load_assignment: {{ cluster_name: {name}, endpoints: [ {{ lb_endpoints: [ {} ] }} ] }} }}"#,
-        hosts.join(", ")
-    )
-}
 
 /// The failing hosts of the `ejects`, `overflows` and `gateway` clusters; `good` answers 200.
 struct Ports {
@@ -48,31 +35,25 @@ fn bootstrap(port: u16, p: &Ports) -> String {
         { match: { prefix: "/overflows" }, route: { cluster: overflows } },
         { match: { prefix: "/gateway" }, route: { cluster: gateway } },
         { match: { prefix: "/" }, route: { cluster: plain } }"#;
-    format!(
-        r#"node: {{ id: outlier, cluster: test }}
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
-static_resources:
-  listeners:
-  - {{ name: http, address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}, filter_chains: [ {{ filters: [ {{ name: envoy.filters.network.http_connection_manager, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, route_config: {{ virtual_hosts: [ {{ name: v, domains: ["*"], routes: [ {routes} ] }} ] }}, http_filters: [ {{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }} ] }} }} ] }} ] }}
-  clusters: [ {}, {}, {}, {} ]
-"#,
-        cluster("plain", &[p.good], ""),
-        cluster(
+    let clusters = [
+        static_cluster("plain", &[p.good], ""),
+        static_cluster(
             "ejects",
             &[p.ejects, p.good],
-            "common_lb_config: { update_merge_window: 1.5s }, outlier_detection: { consecutive_5xx: 3, max_ejection_percent: 50, interval: 0.5s, base_ejection_time: 2s },"
+            "common_lb_config: { update_merge_window: 1.5s }, outlier_detection: { consecutive_5xx: 3, max_ejection_percent: 50, interval: 0.5s, base_ejection_time: 2s },",
         ),
-        cluster(
+        static_cluster(
             "overflows",
             &[p.overflows, p.good],
-            "outlier_detection: { consecutive_5xx: 2 },"
+            "outlier_detection: { consecutive_5xx: 2 },",
         ),
-        cluster(
+        static_cluster(
             "gateway",
             &[p.gateway, p.good],
-            "outlier_detection: { consecutive_5xx: 100, consecutive_gateway_failure: 2, enforcing_consecutive_gateway_failure: 100, max_ejection_percent: 50, base_ejection_time: 300s },"
+            "outlier_detection: { consecutive_5xx: 100, consecutive_gateway_failure: 2, enforcing_consecutive_gateway_failure: 100, max_ejection_percent: 50, base_ejection_time: 300s },",
         ),
-    )
+    ];
+    static_http_bootstrap("outlier", port, "s", routes, &clusters)
 }
 
 /// `n` requests to `path` one after the other: how many the failing host got, and how many

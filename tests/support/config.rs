@@ -133,3 +133,42 @@ pub fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(&aside, text).unwrap();
     std::fs::rename(aside, dir.join(name)).unwrap();
 }
+
+/// A static bootstrap, admin on port 0: one HTTP listener on 127.0.0.1:`port` whose connection
+/// manager (`stat_prefix`) routes with `routes` (the route entries of one `*` virtual host, flow
+/// YAML) through the router filter, and `clusters` (flow YAML each, as [`static_cluster`] makes).
+pub fn static_http_bootstrap(
+    node_id: &str,
+    port: u16,
+    stat_prefix: &str,
+    routes: &str,
+    clusters: &[String],
+) -> String {
+    format!(
+        r#"node: {{ id: {node_id}, cluster: test }}
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
+static_resources:
+  listeners:
+  - {{ name: http, address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}, filter_chains: [ {{ filters: [ {{ name: envoy.filters.network.http_connection_manager, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: {stat_prefix}, route_config: {{ virtual_hosts: [ {{ name: v, domains: ["*"], routes: [ {routes} ] }} ] }}, http_filters: [ {{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }} ] }} }} ] }} ] }}
+  clusters: [ {} ]
+"#,
+        clusters.join(", ")
+    )
+}
+
+/// A STATIC cluster of hosts on 127.0.0.1 at `ports`, with `fields` (flow YAML, each field
+/// followed by a comma) before its load assignment.
+pub fn static_cluster(name: &str, ports: &[u16], fields: &str) -> String {
+    let hosts: Vec<String> = ports
+        .iter()
+        .map(|port| {
+            format!(
+                "{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}"
+            )
+        })
+        .collect();
+    format!(
+        "{{ name: {name}, type: STATIC, connect_timeout: 1s, {fields} load_assignment: {{ cluster_name: {name}, endpoints: [ {{ lb_endpoints: [ {} ] }} ] }} }}",
+        hosts.join(", ")
+    )
+}
