@@ -284,7 +284,7 @@ impl Runtime {
         self.refresh();
     }
 
-    /// What wakes the outlier detection task: a host a worker queued, or a new detector.
+    /// What wakes the outlier detection task: a host a worker queued.
     pub fn outlier_wake(&self) -> Arc<tokio::sync::Notify> {
         self.outlier_wake.clone()
     }

@@ -76,8 +76,7 @@ async fn proxy_connection<S>(
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            host.failures.fetch_add(1, Ordering::Relaxed);
-            report(&cluster, &host, outlier::status_of_failure(false));
+            connect_failed(&cluster, &host, false);
             if let Some(entry) = log
                 && e.kind() == std::io::ErrorKind::ConnectionRefused
             {
@@ -86,8 +85,7 @@ async fn proxy_connection<S>(
             return note(log, "UF");
         }
         Err(_) => {
-            host.failures.fetch_add(1, Ordering::Relaxed);
-            report(&cluster, &host, outlier::status_of_failure(true));
+            connect_failed(&cluster, &host, true);
             return note(log, "UF");
         }
     };
@@ -107,8 +105,7 @@ async fn proxy_connection<S>(
             match tokio::time::timeout(cluster.config.connect_timeout, handshake).await {
                 Ok(Ok(s)) => Upstream::Tls(Box::new(s)),
                 result => {
-                    host.failures.fetch_add(1, Ordering::Relaxed);
-                    report(&cluster, &host, outlier::status_of_failure(result.is_err()));
+                    connect_failed(&cluster, &host, result.is_err());
                     return note(log, "UF");
                 }
             }
@@ -212,4 +209,10 @@ fn report(cluster: &UpstreamCluster, host: &Arc<HostState>, status: u16) {
     if let Some(detector) = &cluster.outlier {
         detector.report(host, status);
     }
+}
+
+/// A connect (or its TLS handshake) failed, or `timed_out`: counted on the host and reported.
+fn connect_failed(cluster: &UpstreamCluster, host: &Arc<HostState>, timed_out: bool) {
+    host.failures.fetch_add(1, Ordering::Relaxed);
+    report(cluster, host, outlier::status_of_failure(timed_out));
 }

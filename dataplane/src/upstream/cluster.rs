@@ -215,8 +215,11 @@ impl UpstreamCluster {
                 h.health.set_failed(config.health_check.is_some());
                 h.apply_health();
             }
-        } else if membership_changed(previous, &all) {
+        } else if (config.outlier.is_some() || config.health_check.is_some())
+            && membership_changed(previous, &all)
+        {
             // Envoy merges health changes only: a host added or removed applies them all.
+            // (Without health checks or outlier detection there is nothing to apply.)
             all.iter().for_each(|h| h.apply_health());
         }
         let counts: Vec<(usize, usize)> = sets

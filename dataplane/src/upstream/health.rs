@@ -209,17 +209,14 @@ async fn session(
                 }
             }
         };
+        // The cluster as it serves now: for its outlier detector and its traffic.
+        let serving = runtime.load().clusters.get(&config.name).cloned();
         // Envoy: a passing check brings back a host outlier detection ejected.
         let unejected = outcome == Outcome::Pass
-            && runtime
-                .load()
-                .clusters
-                .get(&config.name)
-                .and_then(|c| c.outlier.clone())
+            && serving
+                .as_ref()
+                .and_then(|c| c.outlier.as_ref())
                 .is_some_and(|d| d.health_check_passed(&host));
-        if unejected {
-            runtime.health_changed(&config.name);
-        }
         if transition == Transition::Changed {
             tracing::info!(
                 cluster = %config.name,
@@ -229,20 +226,17 @@ async fn session(
             );
             failures = 0;
             passes = 0;
-            if first {
-                // Envoy's cluster takes its first round of checks before it serves (its
-                // initialization), so those changes are not merged updates.
-                runtime.apply_health(&config.name);
-            } else {
-                runtime.health_changed(&config.name);
-            }
+        }
+        if transition == Transition::Changed && first {
+            // Envoy's cluster takes its first round of checks before it serves (its
+            // initialization), so those changes are not merged updates.
+            runtime.apply_health(&config.name);
+        } else if transition == Transition::Changed || unejected {
+            runtime.health_changed(&config.name);
         }
         first = false;
-        let traffic = runtime
-            .load()
-            .clusters
-            .get(&config.name)
-            .is_some_and(|c| c.all.iter().any(|h| h.requests.load(Ordering::Relaxed) > 0));
+        let traffic =
+            serving.is_some_and(|c| c.all.iter().any(|h| h.requests.load(Ordering::Relaxed) > 0));
         tokio::time::sleep(interval(hc, h.is_failed(), transition, traffic)).await;
     }
 }

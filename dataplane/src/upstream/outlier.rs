@@ -138,10 +138,10 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// `wake` is the [`run`] task's: a queued host or a new detector wakes it.
+    /// `wake` is the [`run`] task's: a queued host wakes it (a new detector does by the
+    /// snapshot it is published in).
     pub fn new(config: OutlierDetection, wake: Arc<Notify>) -> Self {
         let next = Instant::now() + config.interval;
-        wake.notify_one();
         Detector {
             config,
             queued: Mutex::new(Vec::new()),
@@ -413,7 +413,7 @@ pub fn status_of_failure(timed_out: bool) -> u16 {
 /// came back.
 pub async fn run(runtime: Arc<Runtime>) {
     let wake = runtime.outlier_wake();
-    // A new detector wakes the task before its snapshot is stored: a publication wakes it too.
+    // A publication wakes the task too: it may bring a new detector, whose interval to keep.
     let mut published = runtime.subscribe();
     loop {
         let snapshot = runtime.load();
