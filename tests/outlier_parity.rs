@@ -56,14 +56,41 @@ fn bootstrap(port: u16, p: &Ports) -> String {
     static_http_bootstrap("outlier", port, "s", routes, &clusters)
 }
 
+/// Which detections the failing host's answers so far in a round have made: after `hits`
+/// of them, the admin's `stat` of the round's cluster is at least the value.
+type Detections = fn(usize) -> (&'static str, u64);
+
 /// `n` requests to `path` one after the other: how many the failing host got, and how many
 /// answers were 503.
-async fn round(addr: &str, path: &str, n: usize, hits: &AtomicUsize) -> (usize, usize) {
+///
+/// Before each next request, the detections the failing host's answers made so far must show
+/// in `admin`'s stats: Envoy decides an ejection on its main thread and tells its workers
+/// after, so a request sent at once could still reach the host on a loaded machine. Both
+/// proxies apply an ejection in the same step that counts its detection.
+async fn round(
+    addr: &str,
+    path: &str,
+    n: usize,
+    hits: &AtomicUsize,
+    (admin, cluster, detections): (&str, &str, Detections),
+) -> (usize, usize) {
     let before = hits.load(Ordering::SeqCst);
     let mut failed = 0;
     for _ in 0..n {
         let status = http::get(addr, path, &[]).await.map_or(0, |r| r.status);
         failed += usize::from(status == 503);
+        let (stat, want) = detections(hits.load(Ordering::SeqCst) - before);
+        let name = format!("cluster.{cluster}.outlier_detection.{stat}: ");
+        eventually(&format!("{admin} to count {want} {stat}"), || async {
+            let stats = http::get(admin, "/stats", &[]).await?.text();
+            let seen: u64 = stats
+                .lines()
+                .find_map(|l| l.strip_prefix(&name))?
+                .parse()
+                .ok()?;
+            (seen >= want).then_some(())
+        })
+        .await;
     }
     (hits.load(Ordering::SeqCst) - before, failed)
 }
@@ -131,7 +158,16 @@ async fn outlier_detection_matches_envoy() {
     // consecutive_5xx: three answers from the failing host, then only the good one.
     let mut seen = Vec::new();
     for (addr, admin) in proxies.addrs.iter().zip(admins) {
-        let r = round(addr, "/ejects", 20, &ejects_hits).await;
+        let r = round(
+            addr,
+            "/ejects",
+            20,
+            &ejects_hits,
+            (admin, "ejects", |h| {
+                ("ejections_detected_consecutive_5xx", u64::from(h >= 3))
+            }),
+        )
+        .await;
         seen.push((r, admin_view(admin, "ejects", ejects).await));
     }
     println!("ejected: Envoy {:?}\nours {:?}", seen[0], seen[1]);
@@ -147,7 +183,17 @@ async fn outlier_detection_matches_envoy() {
             back_in(admin, "ejects", ejects)
         })
         .await;
-        let r = round(addr, "/ejects", 20, &ejects_hits).await;
+        let r = round(
+            addr,
+            "/ejects",
+            20,
+            &ejects_hits,
+            (admin, "ejects", |h| {
+                // One detection from the first round; a second at the third answer.
+                ("ejections_detected_consecutive_5xx", 1 + u64::from(h >= 3))
+            }),
+        )
+        .await;
         seen.push((r, admin_view(admin, "ejects", ejects).await));
     }
     println!("ejected again: Envoy {:?}\nours {:?}", seen[0], seen[1]);
@@ -165,7 +211,16 @@ async fn outlier_detection_matches_envoy() {
     // max_ejection_percent 10 of two hosts: never ejected, each detection an overflow.
     let mut seen = Vec::new();
     for (addr, admin) in proxies.addrs.iter().zip(admins) {
-        let r = round(addr, "/overflows", 20, &overflows_hits).await;
+        let r = round(
+            addr,
+            "/overflows",
+            20,
+            &overflows_hits,
+            (admin, "overflows", |h| {
+                ("ejections_detected_consecutive_5xx", (h / 2) as u64)
+            }),
+        )
+        .await;
         seen.push((r, admin_view(admin, "overflows", overflows).await));
     }
     println!("overflow: Envoy {:?}\nours {:?}", seen[0], seen[1]);
@@ -178,7 +233,19 @@ async fn outlier_detection_matches_envoy() {
     // consecutive_gateway_failure enforced: two 503s eject.
     let mut seen = Vec::new();
     for (addr, admin) in proxies.addrs.iter().zip(admins) {
-        let r = round(addr, "/gateway", 20, &gateway_hits).await;
+        let r = round(
+            addr,
+            "/gateway",
+            20,
+            &gateway_hits,
+            (admin, "gateway", |h| {
+                (
+                    "ejections_detected_consecutive_gateway_failure",
+                    u64::from(h >= 2),
+                )
+            }),
+        )
+        .await;
         seen.push((r, admin_view(admin, "gateway", gateway).await));
     }
     println!("gateway: Envoy {:?}\nours {:?}", seen[0], seen[1]);
